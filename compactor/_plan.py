@@ -1,0 +1,352 @@
+"""The planner: a pure function from a history and its token counts to a compaction plan.
+
+``plan()`` awaits nothing and touches no file: it decides whether to compact and which
+atomic units to keep, evict (into the summary) or shorten. ``apply()`` executes exactly
+that plan given the summary text. The driver (``MessageCompactor``) does the I/O around it.
+
+Decision rules (defaults in :class:`PlanConfig`):
+
+1. Trigger when system prompt + tool schemas + messages exceed ``high_watermark`` x the
+   usable window (window minus reserved output tokens).
+2. The floor can never go: system prompt, tool schemas, pinned units, the last unit (the
+   turn in progress), the unit that opened an extended-thinking tool loop still in
+   progress, and (optionally) the first user message. Floor + summary must fit the window,
+   else :class:`ContextOverflowError` (or, when chosen explicitly, old tool results in the
+   floor are shortened: ``overflow="truncate_tool_results"``).
+3. Walking back from the end, keep whole recent units while the total stays under
+   ``low_watermark`` x window; keep more, up to ``keep_recent`` messages, while the total
+   stays under the midpoint of the two watermarks (so the next compaction is not
+   immediately due). Everything older that is not in the floor goes into the summary,
+   including the previous summary (rolling summaries stay one message).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from ._errors import ConfigError, ContextOverflowError
+from ._format import SUMMARY_CLOSE, SUMMARY_OPEN, Format, blocks, tool_result_text
+from ._tokens import MESSAGE_OVERHEAD, TokenCounter
+from ._units import PinPredicate, Unit, current_turn_start, group_units
+
+#: Smallest summary worth inserting, in tokens; with less room the plan overflows.
+MIN_SUMMARY_TOKENS = 24
+#: Tokens a summary message costs beyond its text (tags and framing).
+SUMMARY_FRAMING = MESSAGE_OVERHEAD + 12
+#: A shortened tool result keeps at least this many tokens of its text.
+MIN_TRUNCATED_TOKENS = 64
+
+_OVERFLOW_POLICIES = ("raise", "truncate_tool_results")
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """What to keep and when to compact.
+
+    Attributes:
+        high_watermark: trigger when the request exceeds this share of the usable window.
+        low_watermark: compact down to this share (a target; the floor may exceed it).
+        keep_recent: keep at least this many of the last messages (snapped outward to
+            unit boundaries) when they fit under the watermarks' midpoint.
+        keep_first_user: keep the first user message (the task) verbatim.
+        max_summary_tokens: cap of the summary, in tokens.
+        summary_share: the summary may take at most this share of the low-watermark target.
+        overflow: ``"raise"`` (default) or ``"truncate_tool_results"`` -- when the floor does
+            not fit, shorten the longest tool results in it (the originals stay archived).
+
+    Raises:
+        ConfigError: a value is out of range (the message names the field).
+    """
+
+    high_watermark: float = 0.7
+    low_watermark: float = 0.4
+    keep_recent: int = 10
+    keep_first_user: bool = False
+    max_summary_tokens: int = 2000
+    summary_share: float = 0.75
+    overflow: str = "raise"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.high_watermark <= 1.0:
+            raise ConfigError(f"high_watermark must be in (0, 1], got {self.high_watermark}; "
+                              "fix: e.g. 0.7", field="high_watermark")
+        if not 0.0 < self.low_watermark < self.high_watermark:
+            raise ConfigError(f"low_watermark must be in (0, high_watermark={self.high_watermark})"
+                              f", got {self.low_watermark}; fix: e.g. 0.4", field="low_watermark")
+        if not isinstance(self.keep_recent, int) or self.keep_recent < 0:
+            raise ConfigError(f"keep_recent must be an integer >= 0, got {self.keep_recent!r}",
+                              field="keep_recent")
+        if self.max_summary_tokens < 0:
+            raise ConfigError("max_summary_tokens must be >= 0; fix: e.g. 2000",
+                              field="max_summary_tokens")
+        if not 0.0 <= self.summary_share <= 1.0:
+            raise ConfigError(f"summary_share must be in [0, 1], got {self.summary_share}",
+                              field="summary_share")
+        if self.overflow not in _OVERFLOW_POLICIES:
+            raise ConfigError(f"overflow must be one of {_OVERFLOW_POLICIES}, got "
+                              f"{self.overflow!r}", field="overflow")
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """Shorten the text of block ``block`` of message ``index`` to ``keep_chars`` characters."""
+
+    index: int
+    block: int
+    keep_chars: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A compaction decision. All token figures are estimates, in tokens.
+
+    ``kept``: message indices kept verbatim, in order. ``evicted``: message indices that go
+    into the summary (the previous summary's index among them). ``summary_budget``: the
+    tokens the summary may take (0: no summary is inserted). ``tokens_after`` assumes the
+    summary uses its whole budget.
+    """
+
+    compact: bool
+    reason: str
+    fmt: Format
+    window: int
+    tokens_before: int
+    tokens_after: int = 0
+    summary_budget: int = 0
+    kept: tuple[int, ...] = ()
+    evicted: tuple[int, ...] = ()
+    previous_summary_index: int | None = None
+    units_kept: int = 0
+    units_evicted: int = 0
+    floor_tokens: int = 0
+    truncations: tuple[Truncation, ...] = field(default=())
+
+    @property
+    def evicted_units_exist(self) -> bool:
+        """Whether anything leaves the context."""
+        return bool(self.evicted)
+
+
+def plan(messages: Sequence[Mapping[str, Any]], fmt: Format, counts: Sequence[int], *,
+         overhead_tokens: int, window: int, config: PlanConfig = PlanConfig(),
+         force: bool = False, summarize: bool = True, pin: PinPredicate | None = None,
+         units: Sequence[Unit] | None = None, counter: TokenCounter | None = None) -> Plan:
+    """Decide whether and how to compact. Pure: no I/O, no awaiting.
+
+    Args:
+        messages: a valid history (Anthropic: without the system prompt).
+        fmt: its wire format.
+        counts: tokens of each message (same length as ``messages``).
+        overhead_tokens: system prompt + tool schemas, in tokens.
+        window: the usable context window in tokens (reserved output already subtracted).
+        config: thresholds and keep rules.
+        force: plan a compaction even under the high watermark.
+        summarize: False plans a plain cut with no summary (the truncation baseline).
+        pin: extra pin predicate ``(index, message) -> bool``.
+        units: precomputed ``group_units(messages, fmt, pin)``.
+        counter: needed only by ``overflow="truncate_tool_results"``.
+
+    Returns:
+        A :class:`Plan`; ``plan.compact`` is False when nothing needs doing.
+
+    Raises:
+        ContextOverflowError: the floor plus the smallest summary does not fit the window
+            and the overflow policy is ``"raise"`` (or shortening could not make it fit).
+        ConfigError: ``counts`` does not match ``messages``, or the window is not positive.
+    """
+    if len(counts) != len(messages):
+        raise ConfigError(f"counts has {len(counts)} entries for {len(messages)} messages",
+                          field="counts")
+    if window <= 0:
+        raise ConfigError(f"window must be > 0 tokens, got {window}; fix: a larger window or a "
+                          "smaller max_tokens reserve", field="window")
+    total = overhead_tokens + sum(counts)
+    if total <= config.high_watermark * window and not force:
+        return Plan(False, "under the high watermark", fmt, window, total, total)
+    if units is None:
+        units = group_units(messages, fmt, pin)
+    if not units:
+        return Plan(False, "empty history", fmt, window, total, total)
+
+    utok = [sum(counts[u.start:u.end]) for u in units]
+    last = len(units) - 1
+    in_floor = [u.kind == "system" or u.pinned for u in units]
+    in_floor[last] = True
+    k = current_turn_start(messages, units, fmt)
+    if k is not None:
+        in_floor[k] = True
+    if config.keep_first_user:
+        for j, u in enumerate(units):
+            if u.kind == "message" and messages[u.start].get("role") == "user":
+                in_floor[j] = True
+                break
+    floor = overhead_tokens + sum(t for t, f in zip(utok, in_floor) if f)
+
+    budget = 0
+    if summarize:
+        budget = min(config.max_summary_tokens,
+                     int(config.summary_share * config.low_watermark * window))
+        budget = max(budget, MIN_SUMMARY_TOKENS)
+    framing = SUMMARY_FRAMING if summarize else 0
+    truncations: tuple[Truncation, ...] = ()
+    need_min = floor + (MIN_SUMMARY_TOKENS + framing if summarize else 0)
+    if need_min > window:
+        if config.overflow == "truncate_tool_results" and counter is not None:
+            truncations, saved = _plan_truncations(messages, units, in_floor, counter,
+                                                   need_min - window)
+            floor -= saved
+        if floor + (MIN_SUMMARY_TOKENS + framing if summarize else 0) > window:
+            raise ContextOverflowError(floor_tokens=floor,
+                                       summary_tokens=MIN_SUMMARY_TOKENS + framing if summarize else 0,
+                                       window_tokens=window)
+    if summarize:
+        budget = min(budget, window - floor - framing)
+
+    low = config.low_watermark * window
+    mid = (config.low_watermark + config.high_watermark) / 2 * window
+    current = floor + (budget + framing if summarize else 0)
+    keep = list(in_floor)
+    recent_msgs = units[last].size
+    for j in range(last - 1, -1, -1):
+        if in_floor[j]:
+            recent_msgs += units[j].size
+            continue
+        if units[j].kind == "summary":
+            break
+        t = utok[j]
+        if current + t <= low or (recent_msgs < config.keep_recent and current + t <= mid):
+            keep[j] = True
+            current += t
+            recent_msgs += units[j].size
+        else:
+            break
+
+    evicted_units = [j for j, kp in enumerate(keep) if not kp]
+    prev_summary = next((u.start for u in units if u.kind == "summary"), None)
+    if not evicted_units or all(units[j].kind == "summary" for j in evicted_units):
+        if total > window:
+            raise ContextOverflowError(floor_tokens=total, summary_tokens=0, window_tokens=window,
+                                       detail="nothing left to evict")
+        return Plan(False, "nothing to evict", fmt, window, total, total, floor_tokens=floor)
+
+    kept_idx = tuple(i for j, u in enumerate(units) if keep[j] for i in range(u.start, u.end))
+    ev_idx = tuple(i for j in evicted_units for i in range(units[j].start, units[j].end))
+    return Plan(True, "forced" if force and total <= config.high_watermark * window
+                else "over the high watermark", fmt, window, total,
+                tokens_after=current, summary_budget=budget if summarize else 0,
+                kept=kept_idx, evicted=ev_idx, previous_summary_index=prev_summary,
+                units_kept=sum(keep), units_evicted=len(evicted_units), floor_tokens=floor,
+                truncations=truncations)
+
+
+def _plan_truncations(messages: Sequence[Mapping[str, Any]], units: Sequence[Unit],
+                      in_floor: Sequence[bool], counter: TokenCounter,
+                      excess: int) -> tuple[tuple[Truncation, ...], int]:
+    """Shorten the longest tool results in floor units until ``excess`` tokens are saved."""
+    cands: list[tuple[int, int, int, int]] = []  # (tokens, msg, block, chars)
+    for j, u in enumerate(units):
+        if not in_floor[j] or u.kind == "system":
+            continue
+        for i in range(u.start, u.end):
+            m = messages[i]
+            if m.get("role") == "tool" and isinstance(m.get("content"), str):
+                text = m["content"]
+                cands.append((counter.count(text), i, -1, len(text)))
+                continue
+            if not isinstance(m.get("content"), list):
+                continue
+            for b_i, b in enumerate(blocks(m)):
+                if b.get("type") == "tool_result":
+                    text = tool_result_text(b)
+                    cands.append((counter.count(text), i, b_i, len(text)))
+    cands.sort(reverse=True)
+    out: list[Truncation] = []
+    saved = 0
+    for tok, i, b_i, chars in cands:
+        if saved >= excess or tok <= MIN_TRUNCATED_TOKENS:
+            break
+        cut = min(tok - MIN_TRUNCATED_TOKENS, excess - saved + 32)
+        keep_tok = tok - cut
+        out.append(Truncation(i, b_i, max(1, int(chars * keep_tok / max(tok, 1)))))
+        saved += cut
+    return tuple(out), saved
+
+
+def summary_message(text: str, fmt: Format) -> dict[str, Any]:
+    """The message that carries a summary: Anthropic -- a ``user`` message; OpenAI -- a
+    ``system`` message. The text is wrapped in ``<conversation_summary>`` tags."""
+    body = f"{SUMMARY_OPEN}\n{text.strip()}\n{SUMMARY_CLOSE}"
+    return {"role": "user" if fmt is Format.ANTHROPIC else "system", "content": body}
+
+
+def truncation_notice(removed_chars: int) -> str:
+    """The marker appended to a shortened tool result."""
+    return (f"\n[... {removed_chars} characters removed by the context compactor; "
+            "the full result is archived ...]")
+
+
+def apply(p: Plan, messages: Sequence[Mapping[str, Any]],
+          summary: str | None) -> list[Mapping[str, Any]]:
+    """Execute plan ``p`` on the same ``messages`` it was made from.
+
+    Returns the new history in the same format: (OpenAI: the system prompt messages,)
+    the summary message (if ``summary`` is non-empty), then the kept messages in their
+    original order. Kept messages are the caller's own objects, untouched, except those a
+    truncation shortens (copies).
+    """
+    if not p.compact:
+        return list(messages)
+    kept = [messages[i] for i in p.kept]
+    if p.truncations:
+        by_msg: dict[int, list[Truncation]] = {}
+        for t in p.truncations:
+            by_msg.setdefault(t.index, []).append(t)
+        pos = {idx: n for n, idx in enumerate(p.kept)}
+        for idx, ts in by_msg.items():
+            if idx in pos:
+                kept[pos[idx]] = _shorten(messages[idx], ts)
+    if not summary:
+        return kept
+    sm = summary_message(summary, p.fmt)
+    if p.fmt is Format.ANTHROPIC:
+        return [sm, *kept]
+    n_sys = 0
+    for i in p.kept:
+        if messages[i].get("role") in ("system", "developer") and i == n_sys:
+            n_sys += 1
+        else:
+            break
+    return [*kept[:n_sys], sm, *kept[n_sys:]]
+
+
+def _shorten(message: Mapping[str, Any], ts: Sequence[Truncation]) -> dict[str, Any]:
+    import copy
+
+    m = copy.deepcopy(dict(message))
+    for t in ts:
+        if t.block < 0:
+            text = m["content"]
+            m["content"] = text[:t.keep_chars] + truncation_notice(len(text) - t.keep_chars)
+            continue
+        b = m["content"][t.block]
+        c = b.get("content")
+        if isinstance(c, str):
+            b["content"] = c[:t.keep_chars] + truncation_notice(len(c) - t.keep_chars)
+        elif isinstance(c, list):
+            budget = t.keep_chars
+            new: list[Any] = []
+            removed = 0
+            for x in c:
+                if isinstance(x, Mapping) and x.get("type") == "text":
+                    s = str(x.get("text", ""))
+                    take = s[:max(0, budget)]
+                    removed += len(s) - len(take)
+                    budget -= len(take)
+                    if take:
+                        new.append({**x, "text": take})
+                else:
+                    new.append(x)
+            new.append({"type": "text", "text": truncation_notice(removed)})
+            b["content"] = new
+    return m

@@ -1,0 +1,117 @@
+"""Atomic units: the smallest pieces of a history the planner may keep or evict.
+
+A unit is a run of consecutive assistant messages (one turn; its thinking blocks stay
+with it) plus, when its last message opens tool calls, the message(s) carrying all
+their results -- so a ``tool_use`` and its ``tool_result``, and every call of a
+parallel batch, always move together. Any other message is a unit of its own.
+Because the planner moves units, a cut inside a pair cannot be expressed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+from ._format import Format, blocks, calls_opened, is_pinned, is_summary, leading_system_count
+
+PinPredicate = Callable[[int, Mapping[str, Any]], bool]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Messages ``[start, end)`` of a history, moved as one.
+
+    ``kind``: ``"system"`` (OpenAI leading system/developer messages), ``"summary"`` (a
+    summary this package inserted), ``"turn"`` (assistant turn, with its tool results if it
+    made calls) or ``"message"`` (any other single message). ``pinned``: a message in it is
+    pinned. ``thinking``: its first message is an assistant message that starts with a
+    ``thinking``/``redacted_thinking`` block. ``calls``: it contains tool calls.
+    """
+
+    start: int
+    end: int
+    kind: str
+    pinned: bool = False
+    thinking: bool = False
+    calls: bool = False
+
+    @property
+    def size(self) -> int:
+        """Number of messages in the unit."""
+        return self.end - self.start
+
+
+def _starts_with_thinking(m: Mapping[str, Any]) -> bool:
+    bl = blocks(m) if isinstance(m.get("content"), list) else []
+    return bool(bl) and bl[0].get("type") in ("thinking", "redacted_thinking")
+
+
+def group_units(messages: Sequence[Mapping[str, Any]], fmt: Format,
+                pin: PinPredicate | None = None) -> list[Unit]:
+    """Split a (valid) history into units, in order, covering every message exactly once.
+
+    Args:
+        messages: the history (Anthropic: without the system prompt).
+        fmt: its wire format.
+        pin: optional predicate ``(index, message) -> bool``; a unit holding a message for
+            which it is true, or which carries the ``PIN_KEY`` flag, is pinned.
+    """
+    n = len(messages)
+    units: list[Unit] = []
+
+    def pinned(a: int, b: int) -> bool:
+        return any(is_pinned(messages[k]) or (pin is not None and pin(k, messages[k]))
+                   for k in range(a, b))
+
+    i = leading_system_count(messages, fmt)
+    if i:
+        units.append(Unit(0, i, "system", pinned=True))
+    if i < n and is_summary(messages[i], fmt):
+        units.append(Unit(i, i + 1, "summary"))
+        i += 1
+    while i < n:
+        m = messages[i]
+        if m.get("role") == "assistant":
+            j = i
+            while (j + 1 < n and messages[j + 1].get("role") == "assistant"
+                   and not calls_opened(messages[j], fmt)):
+                j += 1
+            end = j + 1
+            has_calls = bool(calls_opened(messages[j], fmt))
+            if has_calls:
+                if fmt is Format.ANTHROPIC:
+                    if end < n and messages[end].get("role") == "user":
+                        end += 1
+                else:
+                    while end < n and messages[end].get("role") == "tool":
+                        end += 1
+            units.append(Unit(i, end, "turn", pinned=pinned(i, end),
+                              thinking=_starts_with_thinking(m), calls=has_calls))
+            i = end
+        else:
+            units.append(Unit(i, i + 1, "message", pinned=pinned(i, i + 1)))
+            i += 1
+    return units
+
+
+def current_turn_start(messages: Sequence[Mapping[str, Any]], units: Sequence[Unit],
+                       fmt: Format) -> int | None:
+    """Index into ``units`` of the unit that opened the tool-use loop in progress, if
+    that unit starts with a thinking block and is not the last unit; else None.
+
+    With extended thinking, the assistant turn in progress must be sent back with its
+    thinking block first (Anthropic extended-thinking docs, "thinking with tool use"), so
+    that unit belongs to the floor as well as the last unit.
+    """
+    if fmt is not Format.ANTHROPIC or not units:
+        return None
+    k = len(units) - 1
+    # walk back over tool-loop units (assistant turns with calls + their results)
+    first = None
+    while k >= 0 and units[k].kind == "turn" and units[k].calls:
+        first = k
+        k -= 1
+    if first is None:
+        # last unit may be a plain user message after a tool loop; not a loop in progress
+        return None
+    return first if units[first].thinking and first != len(units) - 1 else None

@@ -1,0 +1,215 @@
+"""The provider rules a history must keep, checked once, centrally.
+
+Every rule here is one the providers enforce with HTTP 400 (see ``docs/provider-rules.md``
+and the Anthropic Messages API / OpenAI chat completions references). The validator, the
+unit grouping and the loopback test server all use this module, so they agree.
+
+Rule codes (``Violation.rule``):
+
+* ``empty_messages`` -- the list is empty.
+* ``shape`` -- a message is not a dict with a string role.
+* ``role`` -- a role the format does not allow (Anthropic: only ``user``/``assistant``).
+* ``empty_content`` -- empty string or empty list content (Anthropic; OpenAI user/system).
+* ``misplaced_block`` -- ``tool_use`` in a user message or ``tool_result`` in an assistant one.
+* ``duplicate_tool_id`` -- a ``tool_use`` id used twice in one request (Anthropic).
+* ``unanswered_call`` -- a call not answered by the immediately following message(s).
+* ``orphan_result`` -- a result whose id the previous assistant message did not open.
+* ``duplicate_result`` -- one call answered twice.
+* ``result_order`` -- text before a ``tool_result`` block in a user message (Anthropic).
+* ``arguments_type`` -- OpenAI ``function.arguments`` that is not a JSON string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from ._errors import InvalidHistoryError
+from ._format import Format, blocks, calls_answered, calls_opened
+
+#: Rules that make a history unusable for compaction (pairs cannot be formed).
+PAIRING_RULES = frozenset({"unanswered_call", "orphan_result", "duplicate_result",
+                           "misplaced_block", "shape", "role"})
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule. ``index`` is the 0-based message index (None: the whole list)."""
+
+    rule: str
+    index: int | None
+    detail: str
+    tool_id: str | None = None
+
+    def __str__(self) -> str:
+        where = f"messages[{self.index}]" if self.index is not None else "messages"
+        tid = f" (id {self.tool_id!r})" if self.tool_id else ""
+        return f"{self.rule}: {where}{tid}: {self.detail}"
+
+
+def validate(messages: Sequence[Mapping[str, Any]], fmt: Format, *,
+             allow_open_calls_at_end: bool = True, start: int = 0) -> list[Violation]:
+    """Check ``messages`` against the provider rules of ``fmt``.
+
+    Args:
+        messages: the history, as it would be sent (Anthropic: without the system prompt).
+        fmt: the wire format.
+        allow_open_calls_at_end: accept calls in the last assistant message that have no
+            results yet (the agent is about to run its tools).
+        start: check only messages from this index on (their pairing with ``start - 1``
+            included); the incremental check of a history that only grew. Duplicate
+            ``tool_use`` ids are then checked within ``messages[start - 1:]`` only.
+
+    Returns:
+        The violations, in message order; empty when the history is valid.
+    """
+    if not messages:
+        return [Violation("empty_messages", None, "the messages list is empty")]
+    lo = max(0, start - 1)
+    if fmt is Format.ANTHROPIC:
+        return _validate_anthropic(messages, lo, allow_open_calls_at_end)
+    return _validate_openai(messages, lo, allow_open_calls_at_end)
+
+
+def _validate_anthropic(msgs: Sequence[Mapping[str, Any]], lo: int,
+                        allow_open: bool) -> list[Violation]:
+    out: list[Violation] = []
+    seen_ids: set[str] = set()
+    n = len(msgs)
+    for i in range(lo, n):
+        m = msgs[i]
+        if not isinstance(m, Mapping) or not isinstance(m.get("role"), str):
+            out.append(Violation("shape", i, "not a dict with a string 'role'"))
+            continue
+        role = m["role"]
+        if role not in ("user", "assistant"):
+            out.append(Violation("role", i, f"role {role!r} is not allowed; the Messages API "
+                                 "takes only 'user' and 'assistant' (pass the system prompt as "
+                                 "the top-level 'system' parameter)"))
+            continue
+        content = m.get("content")
+        if content is None or content == "" or content == []:
+            out.append(Violation("empty_content", i, "content is empty"))
+            continue
+        bl = blocks(m)
+        types = [b.get("type") for b in bl]
+        if role == "user" and "tool_use" in types:
+            out.append(Violation("misplaced_block", i, "tool_use block in a user message"))
+        if role == "assistant" and "tool_result" in types:
+            out.append(Violation("misplaced_block", i, "tool_result block in an assistant message"))
+        for tid in calls_opened(m, Format.ANTHROPIC):
+            if tid in seen_ids:
+                out.append(Violation("duplicate_tool_id", i, "tool_use id used twice", tid))
+            seen_ids.add(tid)
+        # results: first, answering the previous assistant message exactly
+        answered = calls_answered(m, Format.ANTHROPIC) if role == "user" else []
+        if answered:
+            first_other = next((k for k, t in enumerate(types) if t != "tool_result"), len(types))
+            if any(t == "tool_result" for t in types[first_other:]):
+                out.append(Violation("result_order", i, "tool_result blocks must come first in "
+                                     "content; text after them"))
+            prev = msgs[i - 1] if i > 0 else None
+            opened = set(calls_opened(prev, Format.ANTHROPIC)) if prev is not None else set()
+            seen_here: set[str] = set()
+            for tid in answered:
+                if tid not in opened:
+                    out.append(Violation("orphan_result", i, "tool_result has no matching tool_use "
+                                         "in the immediately preceding assistant message", tid))
+                if tid in seen_here:
+                    out.append(Violation("duplicate_result", i, "tool_use answered twice", tid))
+                seen_here.add(tid)
+        # calls: answered in full by the next message
+        opened_ids = calls_opened(m, Format.ANTHROPIC)
+        if opened_ids:
+            if i == n - 1:
+                if not allow_open:
+                    for tid in opened_ids:
+                        out.append(Violation("unanswered_call", i, "tool_use at the end of the "
+                                             "history has no tool_result", tid))
+                continue
+            nxt = msgs[i + 1]
+            got = set(calls_answered(nxt, Format.ANTHROPIC)) if nxt.get("role") == "user" else set()
+            for tid in opened_ids:
+                if tid not in got:
+                    out.append(Violation("unanswered_call", i, "tool_use ids were found without "
+                                         "tool_result blocks immediately after", tid))
+    return out
+
+
+def _validate_openai(msgs: Sequence[Mapping[str, Any]], lo: int,
+                     allow_open: bool) -> list[Violation]:
+    out: list[Violation] = []
+    n = len(msgs)
+    pending: dict[str, int] = {}   # open call id -> index of the assistant message
+    answered_batch: set[str] = set()
+    # Rebuild the pending state at ``lo`` by looking back to the last assistant message.
+    if lo > 0:
+        k = lo - 1
+        while k >= 0 and msgs[k].get("role") == "tool":
+            k -= 1
+        if k >= 0 and msgs[k].get("role") == "assistant":
+            ids = calls_opened(msgs[k], Format.OPENAI)
+            done = {str(msgs[j].get("tool_call_id")) for j in range(k + 1, lo)}
+            pending = {t: k for t in ids if t not in done}
+            answered_batch = set(done) if ids else set()
+    in_batch = bool(pending) or bool(answered_batch)
+    for i in range(lo, n):
+        m = msgs[i]
+        if not isinstance(m, Mapping) or not isinstance(m.get("role"), str):
+            out.append(Violation("shape", i, "not a dict with a string 'role'"))
+            continue
+        role = m["role"]
+        if role not in ("system", "developer", "user", "assistant", "tool"):
+            out.append(Violation("role", i, f"role {role!r} is not an OpenAI chat role"))
+            continue
+        if role == "tool":
+            tid = str(m.get("tool_call_id"))
+            if not in_batch or (tid not in pending and tid not in answered_batch):
+                out.append(Violation("orphan_result", i, "messages with role 'tool' must be a "
+                                     "response to a preceding message with 'tool_calls'", tid))
+            elif tid in answered_batch and tid not in pending:
+                out.append(Violation("duplicate_result", i, "tool_call_id answered twice", tid))
+            else:
+                pending.pop(tid, None)
+                answered_batch.add(tid)
+            continue
+        # any non-tool message closes the batch
+        for tid, at in pending.items():
+            out.append(Violation("unanswered_call", at, "An assistant message with 'tool_calls' "
+                                 "must be followed by tool messages responding to each "
+                                 "'tool_call_id'", tid))
+        pending, answered_batch, in_batch = {}, set(), False
+        content = m.get("content")
+        if role in ("user", "system", "developer") and (content is None or content == "" or content == []):
+            out.append(Violation("empty_content", i, f"{role} message content is empty"))
+        if role == "assistant":
+            calls = m.get("tool_calls") or []
+            for c in calls:
+                fn = c.get("function") if isinstance(c, Mapping) else None
+                if not isinstance(fn, Mapping) or not isinstance(fn.get("arguments"), str):
+                    out.append(Violation("arguments_type", i, "function.arguments must be a JSON "
+                                         "string", str(c.get("id")) if isinstance(c, Mapping) else None))
+            if not calls and (content is None or content == ""):
+                out.append(Violation("empty_content", i, "assistant message has neither content "
+                                     "nor tool_calls"))
+            ids = calls_opened(m, Format.OPENAI)
+            pending = {t: i for t in ids}
+            in_batch = bool(ids)
+    for tid, at in pending.items():
+        if not (allow_open and at == n - 1):
+            out.append(Violation("unanswered_call", at, "An assistant message with 'tool_calls' "
+                                 "must be followed by tool messages responding to each "
+                                 "'tool_call_id'", tid))
+    return sorted(out, key=lambda v: (v.index if v.index is not None else -1))
+
+
+def raise_for(violations: Sequence[Violation], *, rules: frozenset[str] | None = None) -> None:
+    """Raise :class:`InvalidHistoryError` for the first violation (of ``rules``, if given).
+
+    The error names the message index, the tool id and the fix."""
+    for v in violations:
+        if rules is None or v.rule in rules:
+            raise InvalidHistoryError(
+                f"invalid history: {v}; fix: make every tool call's results follow it "
+                "immediately and in full, and send only roles and content the provider accepts",
+                index=v.index, tool_id=v.tool_id, rule=v.rule)

@@ -1,0 +1,200 @@
+"""The ``compactor`` command line.
+
+``compactor replay FILE`` replays recorded conversations through the compactor (the main
+job); ``compactor replay --demo`` does it on the session the package ships. Other
+sub-commands are registered by their subsystems.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from importlib import resources
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ._compactor import MessageCompactor
+from ._errors import CompactorError
+from ._plan import PlanConfig
+from ._replay import load_conversations, load_tools, parse_window, replay
+from ._store import SessionStore
+from ._tokens import HeuristicCounter, Tier, TiktokenCounter
+
+#: The demo's window, in tokens: small enough that the shipped session compacts often.
+DEMO_WINDOW = 12_000
+
+
+def _add_replay(sub: Any) -> None:
+    p = sub.add_parser("replay", help="replay recorded conversations through the compactor",
+                       description="Replays each conversation the way an agent loop would: "
+                       "before each model call the history goes through compact_if_needed.")
+    p.add_argument("path", nargs="?", help="conversation file (JSONL {id, messages, probes?}, "
+                   "OpenAI JSON list of runs, or a JSON list of messages)")
+    p.add_argument("--demo", action="store_true", help="replay the session the package ships")
+    p.add_argument("--format", default="auto", choices=["auto", "anthropic", "openai"])
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--window", help="context window in tokens (system + tools + messages, no "
+                   "output reserve), e.g. 4000 or 8k, or a share of each conversation, e.g. 25%%")
+    g.add_argument("--tier", choices=[t.value for t in Tier], help="use this tier's window")
+    p.add_argument("--model", help="use this model's tier window")
+    p.add_argument("--tools", help="JSON file of tool schemas to count")
+    p.add_argument("--summarizer", default="extractive", choices=["extractive", "none"],
+                   help="'none' drops the evicted span with no summary (truncation baseline)")
+    p.add_argument("--keep-recent", type=int, default=PlanConfig.keep_recent)
+    p.add_argument("--high", type=float, default=PlanConfig.high_watermark,
+                   help="high watermark (share of the window that triggers a compaction)")
+    p.add_argument("--low", type=float, default=PlanConfig.low_watermark,
+                   help="low watermark (share of the window to compact down to)")
+    p.add_argument("--max-summary-tokens", type=int, default=PlanConfig.max_summary_tokens)
+    p.add_argument("--counter", default="tiktoken", choices=["tiktoken", "heuristic"])
+    p.add_argument("--limit", type=int, help="replay only the first N conversations")
+    p.add_argument("--events", action="store_true", help="print each compaction")
+    p.add_argument("--store", help="archive every message and keep session state in this folder "
+                   "(then: compactor sessions --store DIR restore ID)")
+    p.add_argument("--ledger", help="append compaction and fallback records to this JSONL ledger")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=_cmd_replay)
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    console = Console(stderr=args.json)
+    if args.demo:
+        data = resources.files("compactor") / "data"
+        path = str(data / "demo_session.jsonl")
+        tools_path = str(data / "demo_tools.json")
+        window_arg = args.window or str(DEMO_WINDOW)
+        show_events = True
+    else:
+        if not args.path:
+            raise CompactorError("replay needs a conversation file (or --demo)")
+        path, tools_path, window_arg, show_events = args.path, args.tools, args.window, args.events
+    convs = load_conversations(path, args.format)
+    if args.limit:
+        convs = convs[:args.limit]
+    tools = load_tools(tools_path)
+    window, share = parse_window(window_arg) if window_arg else (None, None)
+    tier = Tier(args.tier) if args.tier else None
+    if window is None and share is None and tier is None and not args.model:
+        raise CompactorError("replay needs --window, --tier or --model")
+    counter = TiktokenCounter() if args.counter == "tiktoken" else HeuristicCounter()
+    cfg = PlanConfig(high_watermark=args.high, low_watermark=args.low,
+                     keep_recent=args.keep_recent, max_summary_tokens=args.max_summary_tokens)
+    store = SessionStore(args.store) if args.store else None
+    sink = None
+    if args.ledger:
+        from .ledger import Ledger
+        sink = Ledger(args.ledger)
+    comp = MessageCompactor(counter=counter, config=cfg, summarize=args.summarizer != "none",
+                            store=store, sink=sink, agent_id="replay")
+    if tier is not None:
+        from ._tokens import TIER_WINDOWS
+        window = TIER_WINDOWS[tier]
+    show_progress = len(convs) > 3 and console.is_terminal
+    with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), disable=not show_progress) as prog:
+        task = prog.add_task("replay", total=len(convs))
+        stats = asyncio.run(replay(convs, comp, window=window, share=share, tools=tools,
+                                   model=args.model, keep_events=show_events,
+                                   progress=lambda n: prog.update(task, completed=n)))
+    if sink is not None:
+        sink.close()
+    out = stats.as_dict()
+    out.update({"file": path, "window": window_arg or (args.tier or args.model),
+                "summarizer": args.summarizer, "counter": getattr(counter, "encoding_name",
+                                                                  counter.name)})
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False))
+        return 0 if stats.invalid_histories == 0 else 1
+    if show_events:
+        for e in stats.events:
+            console.print(f"[bold]compaction[/] before call {e['call']:>3}: "
+                          f"{e['tokens_before']:>6} -> {e['tokens_after']:>6} tokens "
+                          f"({e['ratio']:.0%} removed), {e['removed']} messages summarized, "
+                          f"summary {e['summary_tokens']} tokens, retention {e['retention']:.0%}")
+        if stats.events:
+            last = stats.events[-1]["summary"] or ""
+            console.print("\n[bold]last summary[/] (first 12 lines):")
+            for line in last.splitlines()[:12]:
+                console.print("  " + line, markup=False, highlight=False)
+            console.print()
+    console.print(_table(out))
+    return 0 if stats.invalid_histories == 0 else 1
+
+
+def _table(d: dict[str, Any]) -> Table:
+    t = Table(title=f"replay of {d['file']} (window {d['window']}, summarizer {d['summarizer']})")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    rows = [
+        ("conversations", d["conversations"]), ("model calls", d["model_calls"]),
+        ("compactions", d["compactions"]),
+        ("tokens before -> after (sum over compactions)",
+         f"{d['tokens_before']:,} -> {d['tokens_after']:,}"),
+        ("compaction ratio (share removed)", f"{d['compaction_ratio']:.1%}"),
+        ("tokens sent (all calls)", f"{d['tokens_sent']:,}"),
+        ("invalid histories sent", d["invalid_histories"]),
+        ("calls over the window", d["over_window"]),
+        ("overflows (floor over the window; not sent)", d["overflows"]),
+        ("must-keep items kept", f"{d['must_keep_kept']}/{d['must_keep_total']} "
+                                 f"({d['must_keep_rate']:.1%})"),
+    ]
+    if d["probes_total"]:
+        rows.append(("probes contained / ceiling / total",
+                     f"{d['probes_contained']} / {d['probes_ceiling']} / {d['probes_total']}"))
+    if d["input_problems"]:
+        rows.append(("input problems (conversations)", len(d["input_problems"])))
+    rows.append(("seconds", f"{d['seconds']:.2f}"))
+    for k, v in rows:
+        t.add_row(k, str(v))
+    return t
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``compactor`` argument parser with every sub-command registered."""
+    parser = argparse.ArgumentParser(prog="compactor", description="Agent context compactor.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_replay(sub)
+    import importlib
+
+    for mod, fn in _EXTENSIONS:
+        try:
+            module = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name and mod.startswith(e.name):
+                continue  # that subsystem is not installed
+            raise
+        register = getattr(module, fn, None)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+#: Sub-commands registered by subsystems: (module, function(subparsers)).
+_EXTENSIONS: list[tuple[str, str]] = [
+    ("compactor.ledger._cli", "add_ledger_commands"),
+    ("compactor._sessions_cli", "add_sessions_commands"),
+    ("compactor.budgets._cli", "add_budget_commands"),
+    ("compactor.bench._cli", "add_bench_commands"),
+    ("compactor.maintenance._cli", "add_maintenance_commands"),
+]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``compactor`` script. Returns the exit code: 0 ok, 1 the replay
+    sent an invalid history (or a command's own failure code), 2 bad input."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CompactorError as e:
+        print(f"compactor: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
