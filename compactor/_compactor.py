@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from ._facts import missing
 from ._format import SUMMARY_CLOSE, SUMMARY_OPEN, Format, detect_format, is_summary, text_of
 from ._plan import Plan, PlanConfig, apply, plan, summary_message
 from ._sink import LedgerSink, NullSink
-from ._store import SessionStore
+from ._store import SessionStore, canonical_json
 from ._summary import (ExtractiveSummarizer, Summarizer, SummaryRequest, add_missing_facts,
                        must_keep_items)
 from ._tokens import (Tier, TokenCounter, WindowConfig, default_counter, message_tokens,
@@ -46,8 +45,7 @@ class CompactorInvariantError(CompactorError, AssertionError):
 def content_hash(message: Mapping[str, Any]) -> str:
     """``sha256:<hex>`` of the message's canonical JSON (sorted keys, compact separators,
     UTF-8). Equal hashes mean byte-identical canonical JSON."""
-    data = json.dumps(message, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(data.encode("utf-8")).hexdigest()
+    return "sha256:" + hashlib.sha256(canonical_json(message).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
