@@ -1,0 +1,28 @@
+"""Adapters: drop-in wrappers and model-backed summarizers, with retries and a fallback
+chain that never fails the agent's call.
+
+* ``compactor.adapters.anthropic_sdk`` -- ``CompactingAnthropic`` (wraps
+  ``anthropic.AsyncAnthropic``) and ``AnthropicSummarizer``; needs the ``anthropic``
+  package, so it is imported on demand.
+* ``compactor.adapters.openai_http`` -- ``OpenAIChatSummarizer`` and ``compacting_router``
+  (httpx only).
+* This module -- the resilience pieces both use: ``RetryPolicy``, ``FallbackChain``,
+  ``resilient_compactor``, and the ``Calibrator``.
+"""
+
+from ._calibration import CalibrationState, Calibrator
+from ._resilience import (RETRY_STATUSES, FallbackChain, ProviderCallError, RetryPolicy,
+                          check_summary, parse_retry_after, redact, resilient_compactor)
+
+__all__ = [
+    "RETRY_STATUSES",
+    "CalibrationState",
+    "Calibrator",
+    "FallbackChain",
+    "ProviderCallError",
+    "RetryPolicy",
+    "check_summary",
+    "parse_retry_after",
+    "redact",
+    "resilient_compactor",
+]
