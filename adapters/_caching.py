@@ -1,0 +1,54 @@
+"""Prompt-caching helpers for Anthropic requests: count ``cache_control`` breakpoints and
+put one on the summary message, so the compacted prefix (tools, system, summary) stays
+cached between compactions."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from compactor._format import Format, is_summary
+
+#: Most ``cache_control`` breakpoints one Messages request may carry (API limit).
+MAX_CACHE_BREAKPOINTS = 4
+
+EPHEMERAL: Mapping[str, str] = {"type": "ephemeral"}
+
+
+def cache_breakpoints(body: Mapping[str, Any]) -> int:
+    """How many ``cache_control`` markers a Messages request carries (tools, system
+    blocks, message content blocks, and a top-level ``cache_control``)."""
+    n = 1 if body.get("cache_control") else 0
+    for t in body.get("tools") or []:
+        if isinstance(t, Mapping) and t.get("cache_control"):
+            n += 1
+    system = body.get("system")
+    if isinstance(system, list):
+        n += sum(1 for b in system if isinstance(b, Mapping) and b.get("cache_control"))
+    for m in body.get("messages") or []:
+        content = m.get("content") if isinstance(m, Mapping) else None
+        if isinstance(content, list):
+            n += sum(1 for b in content if isinstance(b, Mapping) and b.get("cache_control"))
+    return n
+
+
+def mark_summary(messages: Sequence[Mapping[str, Any]],
+                 body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """``messages`` with a ``cache_control`` breakpoint on the last block of the summary
+    message (a copy of that one message; the others are the same objects). Unchanged when
+    there is no summary, it already has a breakpoint, or ``body`` (the rest of the request)
+    already uses all :data:`MAX_CACHE_BREAKPOINTS`."""
+    out = list(messages)
+    for i, m in enumerate(out):
+        if not is_summary(m, Format.ANTHROPIC):
+            continue
+        content = m.get("content")
+        blocks = ([{"type": "text", "text": content}] if isinstance(content, str)
+                  else [dict(b) for b in content or []])
+        if not blocks or any(b.get("cache_control") for b in blocks):
+            return out
+        if cache_breakpoints({**body, "messages": out}) >= MAX_CACHE_BREAKPOINTS:
+            return out
+        blocks[-1]["cache_control"] = dict(EPHEMERAL)
+        out[i] = {**m, "content": blocks}
+        return out
+    return out
