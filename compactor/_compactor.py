@@ -14,7 +14,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ._errors import (CompactorError, ConfigError, ContextOverflowError, InvalidHistoryError,
                       SummarizerError)
@@ -345,7 +346,7 @@ class MessageCompactor:
                                         max_tokens=max_tokens)
             p = plan(work, f, counts, overhead_tokens=overhead, window=usable,
                      config=self.config, force=force, summarize=self.summarize, pin=self.pin,
-                     counter=self.counter)
+                     counter=self.counter, messages_tokens=s.cache.total)
             if not p.compact:
                 return CompactionResult(list(work), False, p.tokens_before, p.tokens_before,
                                         0.0, 1.0, 0, 0, (), (), None, None,

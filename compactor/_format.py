@@ -8,7 +8,8 @@ its role, its content blocks, the tool call ids it opens and the ids it answers.
 from __future__ import annotations
 
 import enum
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from ._errors import InvalidHistoryError
 

@@ -23,7 +23,8 @@ Decision rules (defaults in :class:`PlanConfig`):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ._errors import ConfigError, ContextOverflowError
 from ._format import SUMMARY_CLOSE, SUMMARY_OPEN, Format, blocks, tool_result_text
@@ -131,7 +132,8 @@ class Plan:
 def plan(messages: Sequence[Mapping[str, Any]], fmt: Format, counts: Sequence[int], *,
          overhead_tokens: int, window: int, config: PlanConfig = PlanConfig(),
          force: bool = False, summarize: bool = True, pin: PinPredicate | None = None,
-         units: Sequence[Unit] | None = None, counter: TokenCounter | None = None) -> Plan:
+         units: Sequence[Unit] | None = None, counter: TokenCounter | None = None,
+         messages_tokens: int | None = None) -> Plan:
     """Decide whether and how to compact. Pure: no I/O, no awaiting.
 
     Args:
@@ -146,6 +148,8 @@ def plan(messages: Sequence[Mapping[str, Any]], fmt: Format, counts: Sequence[in
         pin: extra pin predicate ``(index, message) -> bool``.
         units: precomputed ``group_units(messages, fmt, pin)``.
         counter: needed only by ``overflow="truncate_tool_results"``.
+        messages_tokens: ``sum(counts)`` when the caller keeps it (the compactor's cache
+            does): the under-threshold decision is then O(1) instead of O(len(messages)).
 
     Returns:
         A :class:`Plan`; ``plan.compact`` is False when nothing needs doing.
@@ -161,7 +165,7 @@ def plan(messages: Sequence[Mapping[str, Any]], fmt: Format, counts: Sequence[in
     if window <= 0:
         raise ConfigError(f"window must be > 0 tokens, got {window}; fix: a larger window or a "
                           "smaller max_tokens reserve", field="window")
-    total = overhead_tokens + sum(counts)
+    total = overhead_tokens + (sum(counts) if messages_tokens is None else messages_tokens)
     if total <= config.high_watermark * window and not force:
         return Plan(False, "under the high watermark", fmt, window, total, total)
     if units is None:

@@ -36,7 +36,15 @@ class Conversation:
 
 def _from_messages(cid: str, messages: list[dict[str, Any]], probes: list[dict[str, Any]],
                    fmt: str) -> Conversation:
-    f = Format(fmt) if fmt != "auto" else detect_format(messages)
+    if fmt != "auto":
+        f = Format(fmt)
+    elif messages and messages[0].get("role") == "system" and len(messages) > 1:
+        # our JSONL schema puts the system prompt first in either format: detect on the rest
+        f = detect_format(messages[1:])
+        if any(m.get("role") in ("system", "developer") for m in messages[1:]):
+            f = Format.OPENAI
+    else:
+        f = detect_format(messages)
     system = None
     if f is Format.ANTHROPIC and messages and messages[0].get("role") == "system":
         system, messages = messages[0].get("content"), messages[1:]

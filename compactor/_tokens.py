@@ -12,7 +12,8 @@ import fnmatch
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from ._errors import ConfigError
 from ._format import Format, blocks, tool_result_text

@@ -10,7 +10,8 @@ Because the planner moves units, a cut inside a pair cannot be expressed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from ._format import Format, blocks, calls_opened, is_pinned, is_summary, leading_system_count
 

@@ -22,7 +22,8 @@ Rule codes (``Violation.rule``):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ._errors import InvalidHistoryError
 from ._format import Format, blocks, calls_answered, calls_opened

@@ -62,8 +62,25 @@ async def test_counting_is_incremental():
     msgs.append(a_text("one more"))
     msgs.append(a_user("and another"))
     ctr.calls = 0
-    await comp.compact_if_needed(msgs, session_id="s")
+    r = await comp.compact_if_needed(msgs, session_id="s")
     assert ctr.calls == 2
+    # the running total the O(1) threshold check uses matches a full recount
+    assert r.tokens_before == comp.count_request(msgs)
+
+
+async def test_running_total_stays_exact_across_compactions(counter):
+    """After compactions and growth, the cached total equals a recount of what is sent, and
+    the decision made from it matches the one made from the per-message counts."""
+    comp = MessageCompactor(counter=counter, window=2500)
+    msgs = anthropic_session(12)
+    history = list(msgs)
+    for k in range(30):
+        r = await comp.compact_if_needed(history, session_id="s")
+        assert r.tokens_before == comp.count_request(history) or r.compacted
+        assert r.tokens_after == comp.count_request(r.messages)
+        history = list(r.messages) + [a_text(f"step {k} " * 20), a_user(f"ok {k} " * 20)]
+    s = comp.session("s")
+    assert s.cache.total == sum(s.cache.counts)
 
 
 async def test_cache_primed_after_compaction(counter):

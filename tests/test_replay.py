@@ -93,3 +93,40 @@ def test_locomo_probes_at_least_twice_the_truncation_baseline(shared_data):
     print(f"\nLoCoMo 25%: ours {ours['probes_contained']}/{ours['probes_ceiling']}, "
           f"truncation {base['probes_contained']}/{base['probes_ceiling']}")
     assert ours["probes_contained"] >= 2 * base["probes_contained"]
+
+
+def test_jsonl_with_a_leading_system_message_keeps_its_format(tmp_path):
+    """Our JSONL schema puts the system prompt first in either format: an Anthropic history
+    (tool_use blocks) stays Anthropic with the system prompt lifted out, so its tool pairs
+    are grouped and validated; an OpenAI history stays OpenAI."""
+    from compactor._format import Format
+    from compactor._replay import load_conversations
+    anthropic_msgs = [
+        {"role": "system", "content": "You are an airline agent."},
+        {"role": "user", "content": "Cancel reservation ABC123."},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "get",
+                                           "input": {"id": "ABC123"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                                      "content": "ok"}]},
+    ]
+    openai_msgs = [
+        {"role": "system", "content": "You are an airline agent."},
+        {"role": "user", "content": "Cancel reservation ABC123."},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "get", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+    ]
+    f = tmp_path / "two.jsonl"
+    f.write_text("\n".join(json.dumps({"id": i, "messages": m})
+                           for i, m in (("a", anthropic_msgs), ("o", openai_msgs))) + "\n")
+    a, o = load_conversations(f)
+    assert a.fmt is Format.ANTHROPIC and a.system == "You are an airline agent."
+    assert [m["role"] for m in a.messages] == ["user", "assistant", "user"]
+    assert o.fmt is Format.OPENAI and o.messages[0]["role"] == "system"
+
+
+def test_the_anthropic_tau_bench_file_loads_as_anthropic(shared_data):
+    from compactor._format import Format
+    from compactor._replay import load_conversations
+    convs = load_conversations(shared_data / "tau_bench_gpt4o_airline.anthropic.jsonl")
+    assert len(convs) == 200 and all(c.fmt is Format.ANTHROPIC and c.system for c in convs)

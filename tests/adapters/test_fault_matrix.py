@@ -9,7 +9,7 @@ import pytest
 
 from compactor.testing import MESSAGES_PATH, Fault, LoopbackServer, Reply
 
-from conftest import AGENT_MODEL, API_KEY, FAST_RETRY, SUMMARY_MODEL, Harness, run_agent_loop
+from conftest import AGENT_MODEL, API_KEY, FAST_RETRY, SUMMARY_MODEL, WINDOW, Harness, run_agent_loop
 
 TURNS = 28
 
@@ -111,8 +111,6 @@ async def test_deadline_bounds_the_retries(server: LoopbackServer, raw_client, t
     from compactor import MemorySink, PlanConfig
     from compactor.adapters import RetryPolicy, resilient_compactor
     from compactor.adapters.anthropic_sdk import AnthropicSummarizer, CompactingAnthropic
-
-    from conftest import WINDOW
 
     sink = MemorySink()
     policy = RetryPolicy(attempts=5, deadline_s=0.5, backoff_s=0.001, retry_after_max_s=5.0)
