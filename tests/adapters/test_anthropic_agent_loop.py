@@ -9,7 +9,7 @@ from anthropic.lib.streaming import AsyncMessageStream
 
 from compactor.testing import MESSAGES_PATH, LoopbackServer
 
-from conftest import AGENT_MODEL, API_KEY, MAX_TOKENS, SUMMARY_MODEL, SYSTEM, TOOLS, Harness, run_agent_loop
+from adapters_support import AGENT_MODEL, API_KEY, MAX_TOKENS, SUMMARY_MODEL, SYSTEM, TOOLS, Harness, run_agent_loop
 
 
 async def test_200_turn_agent_loop_sends_only_valid_requests(server: LoopbackServer, harness: Harness):

@@ -10,7 +10,7 @@ from compactor.adapters import Calibrator
 from compactor.adapters.anthropic_sdk import CompactingAnthropic
 from compactor.testing import COUNT_TOKENS_PATH, LoopbackServer, ReferenceTokenizer
 
-from conftest import AGENT_MODEL, run_agent_loop
+from adapters_support import AGENT_MODEL, run_agent_loop
 
 
 async def test_estimate_error_falls_below_3_percent_within_5_responses(raw_client, server,

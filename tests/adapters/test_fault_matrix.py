@@ -9,7 +9,7 @@ import pytest
 
 from compactor.testing import MESSAGES_PATH, Fault, LoopbackServer, Reply
 
-from conftest import AGENT_MODEL, API_KEY, FAST_RETRY, SUMMARY_MODEL, WINDOW, Harness, run_agent_loop
+from adapters_support import AGENT_MODEL, API_KEY, FAST_RETRY, SUMMARY_MODEL, WINDOW, Harness, run_agent_loop
 
 TURNS = 28
 

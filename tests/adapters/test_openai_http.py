@@ -13,7 +13,7 @@ from compactor.adapters import FallbackChain, RetryPolicy, resilient_compactor
 from compactor.adapters.openai_http import OpenAIChatSummarizer, compacting_router
 from compactor.testing import CHAT_PATH, Fault, LoopbackServer
 
-from conftest import FAST_RETRY
+from adapters_support import FAST_RETRY
 
 KEY = "sk-openai-test-abcdef123456"
 

@@ -10,7 +10,7 @@ from compactor.adapters._resilience import CallContext, ProviderCallError, call_
 from compactor.adapters.anthropic_sdk import AnthropicSummarizer
 from compactor.testing import MESSAGES_PATH, Fault, LoopbackServer, http_date
 
-from conftest import SUMMARY_MODEL
+from adapters_support import SUMMARY_MODEL
 
 
 @pytest.mark.parametrize("field,value", [("attempts", 0), ("deadline_s", 0),

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from checks import assert_all_restorable, expected_tier, leftovers
-from conftest import cli, cli_json, run_proc, subprocess_env
+from maintenance_support import cli, cli_json, run_proc, subprocess_env
 from compactor.ledger import read_records
 from compactor.maintenance import entries
 

@@ -7,7 +7,7 @@ import json
 from datetime import timedelta
 
 from checks import assert_all_restorable, expected_tier, leftovers, locate
-from conftest import cli, cli_json
+from maintenance_support import cli, cli_json
 from fleet import NOW, tree_digest
 from compactor.ledger import read_records
 from compactor.maintenance import entries

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli, cli_json, run_proc
+from maintenance_support import cli, cli_json, run_proc
 from fleet import NOW, content_hash, set_age, write_ledger
 from compactor._errors import ConfigError
 from compactor._store import SessionStore
