@@ -14,9 +14,21 @@ MAX_CACHE_BREAKPOINTS = 4
 EPHEMERAL: Mapping[str, str] = {"type": "ephemeral"}
 
 
+def _marked_blocks(blocks: Any) -> int:
+    """``cache_control`` markers on ``blocks`` and on the blocks nested in their
+    ``content`` (a ``tool_result``'s text/image blocks count against the limit too)."""
+    n = 0
+    if isinstance(blocks, list):
+        for b in blocks:
+            if isinstance(b, Mapping):
+                n += (1 if b.get("cache_control") else 0) + _marked_blocks(b.get("content"))
+    return n
+
+
 def cache_breakpoints(body: Mapping[str, Any]) -> int:
     """How many ``cache_control`` markers a Messages request carries (tools, system
-    blocks, message content blocks, and a top-level ``cache_control``)."""
+    blocks, message content blocks and the blocks nested in a ``tool_result``, and a
+    top-level ``cache_control``)."""
     n = 1 if body.get("cache_control") else 0
     for t in body.get("tools") or []:
         if isinstance(t, Mapping) and t.get("cache_control"):
@@ -25,9 +37,7 @@ def cache_breakpoints(body: Mapping[str, Any]) -> int:
     if isinstance(system, list):
         n += sum(1 for b in system if isinstance(b, Mapping) and b.get("cache_control"))
     for m in body.get("messages") or []:
-        content = m.get("content") if isinstance(m, Mapping) else None
-        if isinstance(content, list):
-            n += sum(1 for b in content if isinstance(b, Mapping) and b.get("cache_control"))
+        n += _marked_blocks(m.get("content") if isinstance(m, Mapping) else None)
     return n
 
 

@@ -25,7 +25,8 @@ import logging
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar
 
@@ -88,9 +89,12 @@ def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = 
     except ValueError:
         pass
     try:
-        when = parsedate_to_datetime(ra).timestamp()
+        parsed = parsedate_to_datetime(ra)
     except (TypeError, ValueError):
         return None
+    if parsed.tzinfo is None:  # "-0000" or no zone: an HTTP date is always GMT (RFC 9110)
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    when = parsed.timestamp()
     return max(0.0, when - (time.time() if now is None else now))
 
 
@@ -172,7 +176,7 @@ class CallContext:
     model: str | None = None
     session_id: str | None = None
     agent_id: str | None = None
-    secrets: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 async def call_with_retries(call: Callable[[], Awaitable[T]], *, policy: RetryPolicy,

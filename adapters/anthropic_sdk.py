@@ -15,6 +15,7 @@ import logging
 from typing import Any, Mapping, Sequence
 
 import anthropic
+import pydantic
 
 from compactor._compactor import CompactionResult, MessageCompactor
 from compactor._errors import ConfigError
@@ -26,26 +27,56 @@ from ._caching import mark_summary
 from ._calibration import CalibrationState, Calibrator
 from ._prompt import DEFAULT_PROMPT, SYSTEM_PROMPT, check_template, local_merge, render
 from ._resilience import (CallContext, ProviderCallError, RetryPolicy, call_with_retries,
-                          parse_retry_after)
+                          parse_retry_after, redact)
 
 log = logging.getLogger("compactor.adapters")
 
 DEFAULT_SUMMARY_MODEL = "claude-haiku-4-5"
 
 
-def provider_error(e: BaseException) -> ProviderCallError:
+def provider_error(e: BaseException, *secrets: str | None) -> ProviderCallError:
     """Map an ``anthropic`` SDK exception onto :class:`ProviderCallError`: status errors
     keep their status and ``retry-after``; timeouts and connection errors are transient;
-    anything else (an unparseable body) is ``malformed`` and not retried."""
+    anything else (an unparseable body) is ``malformed`` and not retried. The message is
+    passed through :func:`~compactor.adapters.redact` (with ``secrets``), since an error
+    body may echo a credential and the error may be recorded without the chain's scrub."""
     if isinstance(e, anthropic.APIStatusError):
         headers = getattr(e.response, "headers", None)
-        return ProviderCallError(f"HTTP {e.status_code}: {e.message}", status=e.status_code,
-                                 retry_after_s=parse_retry_after(headers))
+        return ProviderCallError(redact(f"HTTP {e.status_code}: {e.message}", *secrets),
+                                 status=e.status_code, retry_after_s=parse_retry_after(headers))
     if isinstance(e, anthropic.APITimeoutError):
         return ProviderCallError("the request timed out", kind="timeout")
     if isinstance(e, anthropic.APIConnectionError):
-        return ProviderCallError(f"connection error: {e}", kind="connection")
-    return ProviderCallError(f"malformed response: {type(e).__name__}: {e}", kind="malformed")
+        return ProviderCallError(redact(f"connection error: {e}", *secrets), kind="connection")
+    return ProviderCallError(redact(f"malformed response: {type(e).__name__}: {e}", *secrets),
+                             kind="malformed")
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with SDK objects (pydantic models, such as the ``TextBlock``,
+    ``ToolUseBlock`` and ``ThinkingBlock`` of a ``response.content`` appended to the
+    history) dumped to the dicts the SDK itself would send; other values unchanged."""
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json", exclude_unset=True, by_alias=True,
+                                exclude=getattr(value, "__api_exclude__", None))
+    return value
+
+
+def plain_messages(messages: Sequence[Any]) -> list[Any]:
+    """``messages`` with every SDK content-block object turned into its wire dict, so the
+    compactor sees the ``tool_use`` ids and thinking blocks of turns appended as
+    ``{"role": "assistant", "content": response.content}`` (the SDK's own agent-loop
+    pattern). Messages with nothing to convert are kept as the same objects."""
+    out: list[Any] = []
+    for m in messages:
+        m = _plain(m)
+        content = m.get("content") if isinstance(m, Mapping) else None
+        if (isinstance(content, Sequence) and not isinstance(content, (str, bytes))
+                and (not isinstance(content, list)
+                     or any(isinstance(b, pydantic.BaseModel) for b in content))):
+            m = {**m, "content": [_plain(b) for b in content]}
+        out.append(m)
+    return out
 
 
 def usage_input_tokens(usage: Any) -> int:
@@ -124,9 +155,9 @@ class AnthropicSummarizer:
                     model=self.model, max_tokens=min(self.max_tokens, 2 * request.max_tokens),
                     system=SYSTEM_PROMPT, messages=[{"role": "user", "content": body}])
             except anthropic.AnthropicError as e:
-                raise provider_error(e) from e
+                raise provider_error(e, *self.secrets) from e
             except ValueError as e:  # a body that is not JSON
-                raise provider_error(e) from e
+                raise provider_error(e, *self.secrets) from e
 
         resp = await call_with_retries(call, policy=self.retry, sink=self.sink, context=ctx)
         usage = getattr(resp, "usage", None)
@@ -169,15 +200,24 @@ class CompactingAnthropic:
             compaction threshold, and not compacted, is counted exactly; 0 disables.
         cache_summary: put the ``cache_control`` breakpoint on the summary message.
         calibrator: share one :class:`Calibrator` between wrappers (default: a new one).
+        count_timeout_s: the longest timeout of one ``messages.count_tokens`` call, seconds
+            (the client's own timeout when shorter); it is tried once (no SDK retries), and when it fails the estimate is kept.
+
+    ``with_options(...)`` (and its alias ``copy``) returns a wrapper of the re-optioned
+    client that shares this one's compactor, session, calibrator and settings.
 
     Raises:
-        ConfigError: ``exact_band`` not in [0, 1) or ``window`` not positive.
+        ConfigError: ``exact_band`` not in [0, 1), ``window`` or ``count_timeout_s`` not
+            positive.
     """
 
     def __init__(self, client: anthropic.AsyncAnthropic, compactor: MessageCompactor | None = None,
                  *, session_id: str | None = None, window: int | None = None,
                  calibrate: bool = True, exact_band: float = 0.1, cache_summary: bool = True,
-                 calibrator: Calibrator | None = None) -> None:
+                 calibrator: Calibrator | None = None, count_timeout_s: float = 10.0) -> None:
+        if not count_timeout_s > 0:
+            raise ConfigError(f"count_timeout_s must be > 0 seconds, got {count_timeout_s!r}",
+                              field="count_timeout_s")
         if not 0 <= exact_band < 1:
             raise ConfigError(f"exact_band must be in [0, 1), got {exact_band}", field="exact_band")
         if window is not None and window <= 0:
@@ -190,12 +230,25 @@ class CompactingAnthropic:
         self.exact_band = exact_band
         self.cache_summary = cache_summary
         self.calibrator = calibrator or Calibrator()
+        self.count_timeout_s = count_timeout_s
         self.exact_counts = 0
         self.last_result: CompactionResult | None = None
         self.messages = _CompactingMessages(self, client.messages)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
+
+    def with_options(self, **options: Any) -> "CompactingAnthropic":
+        """``AsyncAnthropic.with_options(**options)``, still compacting: a wrapper of the
+        re-optioned client sharing this one's compactor, session and calibrator."""
+        twin = CompactingAnthropic(
+            self._client.with_options(**options), self.compactor, session_id=self.session_id,
+            window=self.window, calibrate=self.calibrate, exact_band=self.exact_band,
+            cache_summary=self.cache_summary, calibrator=self.calibrator,
+            count_timeout_s=self.count_timeout_s)
+        return twin
+
+    copy = with_options
 
     def calibration(self, model: str) -> CalibrationState:
         """The correction factor of ``model`` and its last relative error."""
@@ -228,6 +281,7 @@ class CompactingAnthropic:
         messages = kwargs.get("messages")
         if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)) or not messages:
             return dict(kwargs), None
+        kwargs = {**kwargs, "messages": plain_messages(messages)}
         model = kwargs.get("model")
         window = self._window(model, kwargs.get("max_tokens"))
         r = await self._compact(kwargs, window)
@@ -252,13 +306,19 @@ class CompactingAnthropic:
         args = {k: kwargs[k] for k in ("model", "system", "tools", "tool_choice", "thinking")
                 if kwargs.get(k) is not None}
         try:
-            got = await self._client.messages.count_tokens(messages=strip_metadata(messages),
-                                                           **args)
-        except anthropic.AnthropicError as e:
+            # an optional refinement: one attempt, bounded, and any failure (an SDK error, a
+            # body that is not JSON, a missing field) keeps the estimate
+            own = getattr(self._client, "timeout", None)
+            timeout = (min(float(own), self.count_timeout_s)
+                       if isinstance(own, (int, float)) and own > 0 else self.count_timeout_s)
+            client = self._client.with_options(max_retries=0, timeout=timeout)
+            got = await client.messages.count_tokens(messages=strip_metadata(messages), **args)
+            n = int(got.input_tokens)
+        except Exception as e:  # noqa: BLE001 -- never fail the agent's call over a count
             log.info("count_tokens failed (%s); keeping the estimate", type(e).__name__)
             return None
         self.exact_counts += 1
-        return int(got.input_tokens)
+        return n
 
     def observe(self, model: Any, result: CompactionResult | None, usage: Any) -> None:
         """Calibrate ``model`` from a response's ``usage`` for the request ``result`` sent."""
@@ -317,4 +377,4 @@ class _CompactingStream:
 
 
 __all__ = ["DEFAULT_SUMMARY_MODEL", "AnthropicSummarizer", "CalibrationState", "Calibrator",
-           "CompactingAnthropic", "provider_error", "usage_input_tokens"]
+           "CompactingAnthropic", "plain_messages", "provider_error", "usage_input_tokens"]

@@ -20,7 +20,7 @@ from compactor._summary import SummaryRequest
 
 from ._prompt import DEFAULT_PROMPT, SYSTEM_PROMPT, check_template, local_merge, render
 from ._resilience import (CallContext, ProviderCallError, RetryPolicy, call_with_retries,
-                          parse_retry_after)
+                          parse_retry_after, redact)
 
 #: ``async def route(messages, **kw) -> Any``: the model-router pattern.
 Route = Callable[..., Awaitable[Any]]
@@ -109,7 +109,8 @@ class OpenAIChatSummarizer:
             raise ProviderCallError(f"connection error: {type(e).__name__}",
                                     kind="connection") from e
         if resp.status_code >= 400:
-            raise ProviderCallError(f"HTTP {resp.status_code}: {resp.text[:300]}",
+            raise ProviderCallError(f"HTTP {resp.status_code}: "
+                                    f"{redact(resp.text, self._api_key)[:300]}",
                                     status=resp.status_code,
                                     retry_after_s=parse_retry_after(resp.headers))
         try:
