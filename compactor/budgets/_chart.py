@@ -23,7 +23,8 @@ def write_chart(report: BudgetReport, path: str | os.PathLike[str], *,
     and recommendation.
 
     Raises:
-        ConfigError: matplotlib is not installed (``field="chart"``).
+        ConfigError: matplotlib is not installed, or ``path`` cannot be written (no such
+            folder, not writable, a format matplotlib does not know) (``field="chart"``).
     """
     try:
         import matplotlib
@@ -65,5 +66,11 @@ def write_chart(report: BudgetReport, path: str | os.PathLike[str], *,
     ax.set_ylim(bottom=0)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(os.fspath(path))
-    plt.close(fig)
+    try:
+        fig.savefig(os.fspath(path))
+    except (OSError, ValueError) as e:   # no such folder, not writable, unknown format
+        raise ConfigError(f"--chart {os.fspath(path)}: cannot write the chart ({e}); fix: "
+                          "name a .png file in an existing, writable folder",
+                          field="chart") from None
+    finally:
+        plt.close(fig)

@@ -179,9 +179,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("upgrade_exceedance_rate", args.upgrade_above),
                                    ("downgrade_p95_usage", args.downgrade_below),
                                    ("min_invocations", args.min_invocations)) if v is not None}
-    report = compute_report(read_records(path, since=since), cfg,
-                            thresholds=replace(t, **overrides), agent=args.agent,
-                            since=since.isoformat() if since else None)
+    try:
+        report = compute_report(read_records(path, since=since), cfg,
+                                thresholds=replace(t, **overrides), agent=args.agent,
+                                since=since.isoformat() if since else None)
+    except OSError as e:    # e.g. --ledger names a directory, or a segment is unreadable
+        return _fail(f"cannot read the ledger at {path} ({e.strerror or e}); fix: pass the "
+                     f"ledger's active file (e.g. {DEFAULT_LEDGER}) with --ledger or "
+                     f"{LEDGER_ENV}")
     if args.chart:
         from ._chart import write_chart
 
@@ -203,6 +208,28 @@ def _share(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a share (e.g. 0.2 or 20%)") from None
     if not 0 <= v <= 2:
         raise argparse.ArgumentTypeError(f"{text!r} is out of range (0..2)")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    """An integer >= 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return v
+
+
+def _non_negative_int(text: str) -> int:
+    """An integer >= 0."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
     return v
 
 
@@ -239,7 +266,7 @@ def add_budget_commands(subparsers: Any) -> argparse.ArgumentParser:
     est.add_argument("--complexity", choices=[c.value for c in MULTIPLIERS],
                      help="override the detected complexity")
     est.add_argument("--model", help="cap the budget by this model's usable window")
-    est.add_argument("--max-tokens", type=int, default=0, help="output tokens reserved")
+    est.add_argument("--max-tokens", type=_non_negative_int, default=0, help="output tokens reserved")
     est.add_argument("--json", action="store_true", help="print one JSON object")
 
     rep = child("report", "usage per profile and agent from the ledger, with recommendations",
@@ -255,6 +282,6 @@ def add_budget_commands(subparsers: Any) -> argparse.ArgumentParser:
                      help="upgrade when the exceedance rate is above RATE (default: config)")
     rep.add_argument("--downgrade-below", type=_share, metavar="SHARE",
                      help="downgrade when p95 usage is below SHARE (default: config)")
-    rep.add_argument("--min-invocations", type=int, metavar="N",
+    rep.add_argument("--min-invocations", type=_positive_int, metavar="N",
                      help="no recommendation below N invocations (default: config)")
     return parser

@@ -6,16 +6,19 @@ in :attr:`ComplexityAssessment.reasons`:
 ============================  =========================================================
 signal                        points
 ============================  =========================================================
-length (words)                < 12: -1; 12-119: 0; 120-299: +1; >= 300: +2
-files named                   0-1: 0; 2-4: +1; >= 5: +2 (paths like ``src/a.py``)
+length (words)                < 120: 0; 120-299: +1; >= 300: +2
+files named                   0-1: 0; 2-4: +1; >= 5: +2 (paths like ``src/a.py``; not URLs)
 systems named                 0-1: 0; 2: +1; >= 3: +2 (distinct names from :data:`SYSTEMS`)
 heavy verbs                   +1 each distinct (at most +2): :data:`HEAVY_VERBS`
 simple markers                -1 each distinct (at most -2): :data:`SIMPLE_MARKERS`
+                              (stems: ``typo`` matches ``typos``)
 ============================  =========================================================
 
 score <= -1: ``simple``; 0-1: ``medium``; 2-3: ``complex``; >= 4: ``multi-system`` when at
-least 2 systems are named (else ``complex``). Unsure — no text, or fewer than
-:data:`MIN_WORDS` words — is ``medium``. A manual override always wins.
+least 2 systems are named (else ``complex``). Unsure — no text, fewer than
+:data:`MIN_WORDS` words, or no signal at all — is ``medium``: a short task is not
+``simple`` for being short ("Add caching to the API using Redis"), only for a simple
+marker. A manual override always wins.
 """
 
 from __future__ import annotations
@@ -72,8 +75,9 @@ MIN_WORDS = 3
 HEAVY_VERBS = ("migrat", "refactor", "integrat", "redesign", "rewrit", "re-architect",
                "rearchitect", "overhaul", "replatform", "consolidat", "orchestrat")
 
-#: Phrases of small, local work.
-SIMPLE_MARKERS = ("typo", "rename", "one-line", "one line", "single line", "docstring",
+#: Phrases of small, local work (stems, like :data:`HEAVY_VERBS`: "typo" matches "typos",
+#: "renam" "renaming", "format" "formatting").
+SIMPLE_MARKERS = ("typo", "renam", "one-line", "one line", "single line", "docstring",
                   "comment", "bump the version", "bump version", "format", "lint",
                   "small fix", "quick fix", "minor")
 
@@ -90,6 +94,7 @@ _FILE_RE = re.compile(
     r"(?<![\w/.-])(?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|jsx|ts|tsx|go|rs|java|kt|rb|php|cs|cpp|cc|c|h|"
     r"hpp|swift|scala|sql|sh|yaml|yml|toml|json|ini|cfg|md|rst|html|css|scss|proto|tf)\b"
     r"|(?<![\w/])(?:[\w.-]+/){2,}[\w.-]*")
+_URL_RE = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
 _WORD_RE = re.compile(r"[A-Za-z0-9_'-]+")
 
 
@@ -118,12 +123,14 @@ class ComplexityAssessment:
     reasons: tuple[str, ...] = field(default=())
 
 
-def _found(text: str, vocabulary: tuple[str, ...], *, whole_words: bool) -> tuple[str, ...]:
-    """The vocabulary entries found in ``text`` (whole words, or stems: then the word
-    found, e.g. ``migrating`` for ``migrat``), each once, in vocabulary order."""
+def _found(text: str, vocabulary: tuple[str, ...], *, whole_words: bool,
+           suffix: str = r"[\w-]*") -> tuple[str, ...]:
+    """The vocabulary entries found in ``text`` (whole words, or stems followed by
+    ``suffix``: then the word found, e.g. ``migrating`` for ``migrat``), each once, in
+    vocabulary order."""
     out = []
     for v in vocabulary:
-        pattern = rf"\b{re.escape(v)}\b" if whole_words else rf"\b{re.escape(v)}[\w-]*"
+        pattern = rf"\b{re.escape(v)}\b" if whole_words else rf"\b{re.escape(v)}{suffix}"
         m = re.search(pattern, text)
         if m:
             out.append(m.group(0).strip())
@@ -160,12 +167,16 @@ def detect_complexity(text: str | None, *,
                                     source="default", words=len(words),
                                     reasons=(f"unsure ({len(words)} words): medium",))
     low = (text or "").lower()
-    files = tuple(dict.fromkeys(m.group(0).rstrip("/.") for m in _FILE_RE.finditer(text or "")))
+    no_urls = _URL_RE.sub(" ", text or "")      # a link is not a file of the task
+    files = tuple(dict.fromkeys(f for f in (m.group(0).rstrip("/.")
+                                            for m in _FILE_RE.finditer(no_urls))
+                                if any(ch.isalpha() for ch in f)))   # 2024/01/02 is a date
     systems = _found(low, SYSTEMS, whole_words=True)
     heavy = _found(low, HEAVY_VERBS, whole_words=False)
-    simple = _found(low, SIMPLE_MARKERS, whole_words=True)
+    # letters only after the stem: "typos" counts, an identifier like minor_version not
+    simple = _found(low, SIMPLE_MARKERS, whole_words=False, suffix=r"[a-z]*\b")
     parts = [
-        (f"{len(words)} words", _band(len(words), ((0, -1), (12, 0), (120, 1), (300, 2)))),
+        (f"{len(words)} words", _band(len(words), ((0, 0), (120, 1), (300, 2)))),
         (f"{len(files)} files named", _band(len(files), ((0, 0), (2, 1), (5, 2)))),
         (f"{len(systems)} systems named", _band(len(systems), ((0, 0), (2, 1), (3, 2)))),
         (f"heavy verbs {', '.join(heavy)}", min(len(heavy), 2)),

@@ -317,10 +317,15 @@ def load_config(path: str | os.PathLike[str]) -> BudgetConfig:
     """Read and validate a budgets TOML file.
 
     Raises:
-        BudgetConfigError: the file is missing or unreadable (``field="(file)"``), is not
+        BudgetConfigError: the path is empty, the file is missing or unreadable (a
+            directory included) (``field="(file)"``), is not
             valid TOML (``field="line N"``), or fails :func:`parse_config`.
     """
     source = os.fspath(path)
+    if not source.strip():
+        raise BudgetConfigError("the path is empty", key="(file)", source=repr(source),
+                                fix="pass an existing TOML file with --config or "
+                                f"${CONFIG_ENV}")
     try:
         raw = Path(source).read_bytes()
     except OSError as e:
@@ -352,6 +357,11 @@ def default_config() -> BudgetConfig:
 
 
 def resolve_config(path: str | os.PathLike[str] | None = None) -> BudgetConfig:
-    """``path``, else ``$COMPACTOR_BUDGETS``, else the shipped defaults."""
-    chosen = path or os.environ.get(CONFIG_ENV)
-    return load_config(chosen) if chosen else default_config()
+    """``path`` (when not None), else ``$COMPACTOR_BUDGETS`` (when set and not empty),
+    else the shipped defaults.
+
+    Raises:
+        BudgetConfigError: as :func:`load_config` (an empty ``path`` included).
+    """
+    chosen = path if path is not None else (os.environ.get(CONFIG_ENV) or None)
+    return load_config(chosen) if chosen is not None else default_config()

@@ -118,8 +118,11 @@ def usable_cap(*, model: str | None = None, window: int | None = None, max_token
     window from ``windows``) minus ``max_tokens``; None when neither is given.
 
     Raises:
-        ConfigError: ``max_tokens`` leaves no room (``field="max_tokens"``).
+        ConfigError: ``max_tokens`` is negative or leaves no room (``field="max_tokens"``).
     """
+    if max_tokens < 0:
+        raise ConfigError(f"max_tokens must be >= 0 output tokens, got {max_tokens}; fix: "
+                          "pass the output reserve of the calls, or 0", field="max_tokens")
     if window is None and model is None:
         return None
     w = window if window is not None else (windows or WindowConfig()).window_for(model)
@@ -132,9 +135,14 @@ def usable_cap(*, model: str | None = None, window: int | None = None, max_token
 
 def effective_budget(profile: Profile, complexity: Complexity | str, *,
                      cap_tokens: int | None = None) -> Budget:
-    """``profile.budget_tokens x multiplier``, rounded, capped by ``cap_tokens`` (pure)."""
+    """``profile.budget_tokens x multiplier``, rounded (at least 1), capped by
+    ``cap_tokens`` (pure); tokens.
+
+    Raises:
+        ConfigError: ``complexity`` is not a level.
+    """
     level = Complexity.parse(complexity)
-    raw = round(profile.budget_tokens * level.multiplier)
+    raw = max(1, round(profile.budget_tokens * level.multiplier))   # 1 x 0.5 is not 0
     tokens = raw if cap_tokens is None else min(raw, cap_tokens)
     return Budget(profile.name, profile.budget_tokens, level, level.multiplier, tokens,
                   cap_tokens, profile.scope_tokens(tokens))
@@ -451,7 +459,8 @@ class Invocation:
         Raises:
             HardBudgetExceededError: hard mode, and the request cannot fit the budget.
             ContextOverflowError: soft mode, and the history does not fit even the model's
-                window (a context problem the provider would reject anyway).
+                window (a context problem the provider would reject anyway); hard mode, when
+                compaction cannot fit the budget yet our corrected count of the floor does.
             InvalidHistoryError / ConfigError: as ``compact_if_needed``.
         """
         reserve = self.max_tokens if max_tokens is None else max_tokens
@@ -477,7 +486,10 @@ class Invocation:
                 # the smallest request compaction can make: what can never go + a summary
                 before = self.budget
                 self.check(e.floor_tokens + e.summary_tokens)   # hard: raises; soft: bumps
-                if self.budget == before:   # soft, nothing larger: the model's own window
+                if self.budget == before:
+                    if self.monitor.enforcement == "hard":
+                        raise    # never send what we could not fit in the budget
+                    # soft, nothing larger: the model's own window
                     return await compactor.compact_if_needed(messages, **kw)
                 force = True
                 continue

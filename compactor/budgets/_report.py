@@ -116,16 +116,19 @@ def _recommend(g: GroupStats, config: BudgetConfig, t: RecommendationThresholds)
         g.recommendation, g.reason = "none", (f"{g.invocations} invocations < "
                                               f"{t.min_invocations} needed")
         return
+    known = (g.profile or "") in config.profiles
     if g.exceedance_rate > t.upgrade_exceedance_rate:
         up = config.next_up(g.profile or "")
         g.recommendation, g.suggested_profile = "upgrade", up.name if up else None
         g.reason = (f"exceeded in {g.exceedance_rate:.1%} > {t.upgrade_exceedance_rate:.0%}"
-                    + ("" if up else "; largest profile: raise its budget_tokens"))
+                    + ("" if up else "; largest profile: raise its budget_tokens" if known
+                       else f"; profile {g.profile!r} is not in the config"))
     elif p95(g.usages) < t.downgrade_p95_usage:
         down = config.next_down(g.profile or "")
         g.recommendation, g.suggested_profile = "downgrade", down.name if down else None
         g.reason = (f"p95 usage {g.p95_usage_pct:.1f}% < {t.downgrade_p95_usage:.0%}"
-                    + ("" if down else "; smallest profile: lower its budget_tokens"))
+                    + ("" if down else "; smallest profile: lower its budget_tokens" if known
+                       else f"; profile {g.profile!r} is not in the config"))
     else:
         g.recommendation, g.reason = "keep", "within thresholds"
 
@@ -136,7 +139,9 @@ def compute_report(records: Iterable[Mapping[str, Any]], config: BudgetConfig, *
     """Fold ledger records into a :class:`BudgetReport` (pure).
 
     ``agent`` keeps only that agent's records. ``usage`` records without an integer
-    ``budget_tokens > 0`` and ``tokens >= 0`` are skipped (they are not ours).
+    ``budget_tokens > 0`` and ``tokens >= 0``, and any record whose ``agent_id`` is not a
+    string or null, are skipped (they are not ours); a ``profile`` that is not a string
+    counts as ``(unknown)``.
     """
     t = thresholds or config.recommendations
     profiles: dict[str, GroupStats] = {}
@@ -145,25 +150,29 @@ def compute_report(records: Iterable[Mapping[str, Any]], config: BudgetConfig, *
 
     def groups(r: Mapping[str, Any], profile_key: str) -> list[GroupStats]:
         a = r.get("agent_id") or NO_AGENT
-        p = str(r.get(profile_key) or "(unknown)")
+        p = r.get(profile_key)
+        p = p if isinstance(p, str) and p else "(unknown)"
         ga = agents.setdefault(a, GroupStats(a))
         return [profiles.setdefault(p, GroupStats(p, p)), ga]
 
     for r in records:
         if agent is not None and r.get("agent_id") != agent:
             continue
+        if not isinstance(r.get("agent_id"), (str, type(None))):
+            continue                    # not a record of ours: an agent id is a string
         event = r.get("event")
         if event == "usage":
             budget, tokens = _int(r.get("budget_tokens")), _int(r.get("tokens"))
             if budget is None or budget <= 0 or tokens is None or tokens < 0:
                 continue
             total += 1
-            for g in groups(r, "profile"):
+            gp, ga = groups(r, "profile")
+            for g in (gp, ga):
                 g.invocations += 1
                 g.usages.append(tokens / budget)
                 g.exceeded += tokens > budget
-                g.blocked += _int(r.get("blocked")) or 0
-            agents[r.get("agent_id") or NO_AGENT].profile = r.get("profile")
+                g.blocked += max(0, _int(r.get("blocked")) or 0)
+            ga.profile = gp.name
         elif event == "budget_alert" and r.get("level") in LEVELS:
             for g in groups(r, "profile"):
                 g.alerts[r["level"]] += 1
