@@ -69,9 +69,15 @@ def iso(dt: datetime) -> str:
 
 
 def parse_iso(text: str) -> datetime:
-    """Parse an ISO 8601 date/datetime (``Z`` accepted; naive means UTC)."""
-    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    """Parse an ISO 8601 date/datetime (``Z`` accepted; naive means UTC), as UTC."""
+    return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+
+
+def as_utc(dt: datetime) -> datetime:
+    """``dt`` as an aware UTC datetime (a naive one is taken to be UTC already). Ages,
+    ledger windows and day boundaries compare against UTC ``ts`` strings, so every
+    measuring time goes through this first."""
+    return dt.astimezone(timezone.utc) if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
 def folder_name(session_id: str) -> str:
@@ -221,6 +227,19 @@ def read_entry(path: Path) -> Entry:
         raise ArchiveError(f"{path} has schema_version {data.get('schema_version')!r}; this "
                            f"version reads up to {SCHEMA_VERSION}; fix: upgrade compactor",
                            path=str(path))
+    # the entry names its payload and its session: both must be the ones its own file name
+    # stands for, or a damaged (or crafted) entry would make a restore read, or a retention
+    # rule delete, another session's payload (or a path outside the month folder)
+    stem = path.name[: -len(ENTRY_SUFFIX)]
+    lossless = data.get("lossless")
+    if not isinstance(lossless, dict) or lossless.get("file") != stem + PAYLOAD_SUFFIX:
+        got = lossless.get("file") if isinstance(lossless, dict) else lossless
+        raise ArchiveError(f"{path} names the payload {got!r}, not {stem + PAYLOAD_SUFFIX!r}; "
+                           "fix: restore the entry from a backup", path=str(path))
+    sid = data.get("session_id")
+    if not isinstance(sid, str) or folder_name(sid) != stem:
+        raise ArchiveError(f"{path} holds session {sid!r}, not the one its name stands for; "
+                           "fix: restore the entry from a backup", path=str(path))
     return Entry(path, data)
 
 

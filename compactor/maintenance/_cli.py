@@ -121,7 +121,17 @@ def _num(n: int) -> str:
 # ----------------------------------------------------------------------------- health
 
 def _health(args: argparse.Namespace) -> int:
-    rep = check_health(_cfg(args), now=_now(args), deep=args.deep)
+    cfg, now = _cfg(args), _now(args)
+    try:
+        rep = check_health(cfg, now=now, deep=args.deep)
+    except Exception as e:  # a check that cannot run is a failed check: critical, not exit 1
+        msg = f"health check could not run: {type(e).__name__}: {e}"
+        if args.json:
+            print(json.dumps({"status": "critical", "exit_code": 2, "error": msg,
+                              "alerts": [{"name": "failed_check", "level": "critical",
+                                          "message": msg}]}, ensure_ascii=False))
+        print(f"compactor: {msg}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(rep.to_dict(), ensure_ascii=False))
         return rep.exit_code

@@ -303,9 +303,13 @@ def load_config(path: str | os.PathLike[str] | None = None) -> MaintenanceConfig
     except FileNotFoundError:
         raise ConfigError(f"config file {src} does not exist; fix: pass an existing file to "
                           f"--config (or unset ${CONFIG_ENV})", field="config", source=src)
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {src} is not valid TOML ({e}); fix: correct the syntax",
                           field="config", source=src) from e
+    except OSError as e:
+        raise ConfigError(f"config file {src} cannot be read ({e.strerror or e}); fix: pass a "
+                          f"readable TOML file to --config (or ${CONFIG_ENV})", field="config",
+                          source=src) from e
     cfg = parse_config(data, src)
     raw = data.get("maintenance", {})
     return replace(cfg, store=cfg.store if "store" in raw else defaults.store,

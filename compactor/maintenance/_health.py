@@ -33,7 +33,14 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from compactor.ledger import read_records
-from compactor.maintenance._archive import ArchiveError, entry_files, iso, parse_iso, read_entry
+from compactor.maintenance._archive import (
+    ArchiveError,
+    as_utc,
+    entry_files,
+    iso,
+    parse_iso,
+    read_entry,
+)
 from compactor.maintenance._config import MaintenanceConfig
 from compactor.maintenance._scan import DAY_S, STATE_DIR, age_days, sizes
 
@@ -109,6 +116,7 @@ def check_health(cfg: MaintenanceConfig, *, now: datetime, deep: bool = False) -
         now: the time ages are measured at (aware datetime).
         deep: also verify every archive payload's SHA-256 (reads every payload).
     """
+    now = as_utc(now)
     h = cfg.health
     rep = HealthReport(now=iso(now))
     ledger = Path(os.path.abspath(cfg.ledger))

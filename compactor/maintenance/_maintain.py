@@ -43,6 +43,7 @@ from compactor.maintenance._archive import (
     ENTRY_SUFFIX,
     PAYLOAD_SUFFIX,
     ArchiveError,
+    as_utc,
     build_entry,
     find,
     folder_name,
@@ -180,7 +181,7 @@ class Maintenance:
     def __init__(self, cfg: MaintenanceConfig, *, now: datetime | None = None,
                  faults: Faults | None = None) -> None:
         self.cfg = cfg
-        self.now = now or _utc_now()
+        self.now = as_utc(now) if now is not None else _utc_now()
         self.faults = faults or Faults()
         self.counter = counter_for(cfg)
         self.ledger = Path(os.path.abspath(cfg.ledger))
@@ -364,10 +365,12 @@ class Maintenance:
                 for task in TASKS:
                     if task in tasks:
                         getattr(self, f"_run_{task}")(journal, rep)
-            except (OSError, CompactorError) as e:
+            except Exception as e:  # noqa: BLE001 - any failure is rolled back and recorded
                 rep.status = "failed"
                 rep.error = f"{type(e).__name__}: {e}"
-                rep.failed_step = getattr(e, "maintenance_step", None) or "(ledger task)"
+                rep.failed_step = getattr(e, "maintenance_step", None) or (
+                    "(ledger task)" if isinstance(e, (OSError, CompactorError))
+                    else "(outside a step)")
                 clean = not getattr(e, "rollback_failed", False)
             finally:
                 try:

@@ -21,6 +21,9 @@ def command_prefix() -> str:
 
 
 def _paths(cfg: MaintenanceConfig, config_file: str | None) -> str:
+    # the file the config came from, even when it was named by $COMPACTOR_CONFIG: cron and
+    # systemd do not see the caller's environment, so it must be on the command line
+    config_file = config_file or cfg.source
     parts = []
     if config_file:
         parts += ["--config", str(Path(config_file).absolute())]
@@ -34,24 +37,39 @@ def cron(cfg: MaintenanceConfig, config_file: str | None = None) -> str:
     """crontab lines (install with ``crontab -e``; logs go to ``<store>/.maintenance``)."""
     exe, paths = command_prefix(), _paths(cfg, config_file)
     logs = shlex.quote(str((cfg.store / ".maintenance").absolute()))
-    stamp = r'$(date -u +\%Y-\%m-\%dT\%H:\%M:\%SZ)'
+    stamp = "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    maintain = (f"mkdir -p {logs} && {exe} maintain --run {paths} >> {logs}/maintain.log "
+                f"2>&1; rc=$?; echo \"{stamp} maintain exit=$rc\" >> {logs}/maintain.log")
+    health = (f"mkdir -p {logs} && {exe} health {paths} >> {logs}/health.log 2>&1; "
+              f"rc=$?; echo \"{stamp} health exit=$rc\" >> {logs}/health.log")
     return (
         "# compactor: daily maintenance at 03:17, health check every 6 hours.\n"
         "# Install: crontab -e and paste. Results: each run appends to the logs below and ends\n"
         "# with 'exit=N' (maintain: 0 ok, 1 failed and rolled back; health: 0 ok, 1 warning,\n"
         "# 2 critical); `compactor ledger tail --event maintenance` shows the records.\n"
-        f"17 3 * * * mkdir -p {logs} && {exe} maintain --run {paths} >> {logs}/maintain.log "
-        f"2>&1; rc=$?; echo \"{stamp} maintain exit=$rc\" >> {logs}/maintain.log\n"
-        f"0 */6 * * * mkdir -p {logs} && {exe} health {paths} >> {logs}/health.log 2>&1; "
-        f"rc=$?; echo \"{stamp} health exit=$rc\" >> {logs}/health.log\n")
+        f"17 3 * * * {_cron_escape(maintain)}\n"
+        f"0 */6 * * * {_cron_escape(health)}\n")
+
+
+def _cron_escape(command: str) -> str:
+    """cron turns an unescaped ``%`` into a newline (and cuts the command there): escape
+    every one, in the date format and in any path alike."""
+    return command.replace("%", r"\%")
+
+
+def _systemd_escape(value: str) -> str:
+    """systemd expands ``%`` specifiers and ``$VAR`` in ``ExecStart=`` (and specifiers in
+    ``WorkingDirectory=``), quotes or not: double them so paths pass through literally."""
+    return value.replace("%", "%%").replace("$", "$$")
 
 
 def systemd(cfg: MaintenanceConfig, config_file: str | None = None) -> str:
     """Four units (two oneshot services and their timers), each after a ``# file:`` line.
     Install under ``/etc/systemd/system/`` (or ``~/.config/systemd/user/`` with ``--user``)
     and ``systemctl enable --now compactor-maintain.timer compactor-health.timer``."""
-    exe, paths = command_prefix(), _paths(cfg, config_file)
-    wd = shlex.quote(str(Path.cwd()))
+    exe = _systemd_escape(command_prefix())
+    paths = _systemd_escape(_paths(cfg, config_file))
+    wd = str(Path.cwd()).replace("%", "%%")   # a plain path: systemd does not unquote it
     return f"""\
 # file: compactor-maintain.service
 [Unit]
