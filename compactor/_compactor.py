@@ -24,6 +24,7 @@ from ._format import SUMMARY_CLOSE, SUMMARY_OPEN, Format, detect_format, is_summ
 from ._plan import Plan, PlanConfig, apply, plan, summary_message
 from ._sink import LedgerSink, NullSink
 from ._store import SessionStore, canonical_json
+from .ledger._codec import mask_secrets
 from ._summary import (ExtractiveSummarizer, Summarizer, SummaryRequest, add_missing_facts,
                        must_keep_items)
 from ._tokens import (Tier, TokenCounter, WindowConfig, default_counter, message_tokens,
@@ -475,20 +476,22 @@ class MessageCompactor:
             text = await self._chunked(self.summarizer, req)
             return self._check(text, req), name
         except Exception as e:  # any failure falls back; it never becomes content
-            log.warning("summarizer %s failed (%s); falling back", name, e)
+            log.warning("summarizer %s failed (%s); falling back", name, mask_secrets(str(e)))
             fb = getattr(self.fallback, "name", type(self.fallback).__name__)
             self.sink.emit("summarizer_fallback", {
                 "session_id": session_id, "agent_id": self.agent_id, "model": model,
-                "summarizer": name, "fallback": fb, "error": f"{type(e).__name__}: {e}"[:500]})
+                "summarizer": name, "fallback": fb,
+                "error": mask_secrets(f"{type(e).__name__}: {e}")[:500]})
             try:
                 text = await self._chunked(self.fallback, req)
                 return self._check(text, req), fb
             except Exception as e2:
-                log.error("fallback summarizer %s failed too (%s); inserting a notice", fb, e2)
+                log.error("fallback summarizer %s failed too (%s); inserting a notice", fb,
+                          mask_secrets(str(e2)))
                 self.sink.emit("summarizer_fallback", {
                     "session_id": session_id, "agent_id": self.agent_id, "model": model,
                     "summarizer": fb, "fallback": "notice",
-                    "error": f"{type(e2).__name__}: {e2}"[:500]})
+                    "error": mask_secrets(f"{type(e2).__name__}: {e2}")[:500]})
                 return notice_summary(req), "notice"
 
     def _check(self, text: Any, req: SummaryRequest) -> str:

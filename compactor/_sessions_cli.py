@@ -38,6 +38,8 @@ def add_sessions_commands(sub: Any) -> None:
     rs.add_argument("session_id")
     rs.add_argument("--out", help="write to this file instead of stdout")
     rs.set_defaults(func=_restore)
+    for child in (ls, sh, rs):   # --store is accepted after the sub-command too
+        child.add_argument("--store", default=argparse.SUPPRESS, help="store root")
 
 
 def _store(args: argparse.Namespace) -> SessionStore:

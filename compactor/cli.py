@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from importlib import resources
 from typing import Any, Sequence
@@ -194,6 +195,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CompactorError as e:
         print(f"compactor: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (e.g. `compactor ledger tail | head`): stop quietly; point
+        # stdout at /dev/null so the interpreter's final flush does not raise again
+        # (the recipe of the Python docs, "Note on SIGPIPE")
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -264,3 +264,25 @@ async def test_compaction_record_prices_summarizer_usage(counter):
     await MessageCompactor(counter=counter, window=3000, sink=offline).compact_if_needed(
         anthropic_session(40))
     assert offline.of("compaction")[0]["cost_usd"] == 0.0
+
+
+async def test_a_key_in_a_summarizer_error_never_reaches_the_sink_or_log(counter, caplog):
+    """A summarizer whose error text echoes an API key: the fallback record and the log
+    line carry the error with the key masked."""
+    key = "sk-ant-api03-ABCDEFGHIJKLMNOPQRSTUV"
+
+    class Leaky:
+        name = "leaky"
+        input_window = None
+
+        async def summarize(self, request):
+            raise RuntimeError(f"401: invalid x-api-key {key} (Authorization: Bearer {key})")
+
+    sink = MemorySink()
+    comp = MessageCompactor(summarizer=Leaky(), counter=counter, window=3000, sink=sink)
+    with caplog.at_level("DEBUG"):
+        r = await comp.compact_if_needed(anthropic_session(40), session_id="s")
+    assert r.compacted and r.summarizer == "extractive"
+    falls = sink.of("summarizer_fallback")
+    assert falls and falls[0]["summarizer"] == "leaky" and "RuntimeError" in falls[0]["error"]
+    assert key not in repr(sink.records) and key not in caplog.text

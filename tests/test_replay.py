@@ -130,3 +130,22 @@ def test_the_anthropic_tau_bench_file_loads_as_anthropic(shared_data):
     from compactor._replay import load_conversations
     convs = load_conversations(shared_data / "tau_bench_gpt4o_airline.anthropic.jsonl")
     assert len(convs) == 200 and all(c.fmt is Format.ANTHROPIC and c.system for c in convs)
+
+
+def test_a_closed_pipe_stops_the_cli_without_a_traceback(tmp_path):
+    """`compactor sessions restore ID | head -1` (~280 KB, more than a pipe holds): the
+    reader goes away; the CLI stops without a traceback. Also: --store after the
+    sub-command."""
+    cli = [sys.executable, "-m", "compactor.cli"]
+    subprocess.run([*cli, "replay", "--demo", "--store", str(tmp_path)], check=True,
+                   capture_output=True, timeout=300)
+    listed = subprocess.run([*cli, "sessions", "list", "--store", str(tmp_path), "--json"],
+                            check=True, capture_output=True, text=True, timeout=60)
+    sid = json.loads(listed.stdout)[0]["session_id"]
+    p = subprocess.Popen([*cli, "sessions", "--store", str(tmp_path), "restore", sid],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.read(100)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    p.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipeError" not in err
