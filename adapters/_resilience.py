@@ -45,7 +45,7 @@ T = TypeVar("T")
 
 #: HTTP statuses retried: request timeout, conflict, rate limit, every 5xx (529 is
 #: Anthropic's "overloaded").
-RETRY_STATUSES = frozenset({408, 409, 429})
+RETRY_STATUSES = frozenset({408, 409, 429, *range(500, 600)})
 
 _SECRET_PATTERNS = (
     re.compile(r"sk-[A-Za-z0-9_\-]{6,}"),                      # provider API keys
@@ -67,7 +67,7 @@ def redact(text: str, *secrets: str | None) -> str:
 
 def is_retryable_status(status: int) -> bool:
     """True for 408, 409, 429 and every 5xx (529 "overloaded" included)."""
-    return status in RETRY_STATUSES or 500 <= status <= 599
+    return status in RETRY_STATUSES
 
 
 def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:

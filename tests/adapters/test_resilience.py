@@ -102,3 +102,14 @@ async def test_span_larger_than_the_window_is_summarized_concurrently(tiktoken_c
     assert len(calls) >= 4
     first_done = min(c.finished_at for c in calls)
     assert all(c.received_at < first_done for c in calls)
+
+
+def test_retry_statuses_are_the_documented_set():
+    """408, 409, 429 and every 5xx (529 "overloaded" included) are retried; other 4xx
+    (400 bad request, 401 auth, 404, 413 too large, 422) are not."""
+    from compactor.adapters import RETRY_STATUSES
+    from compactor.adapters._resilience import is_retryable_status
+    for status in (408, 409, 429, 500, 502, 503, 504, 529, 599):
+        assert status in RETRY_STATUSES and is_retryable_status(status)
+    for status in (200, 400, 401, 403, 404, 413, 422, 600):
+        assert status not in RETRY_STATUSES and not is_retryable_status(status)
