@@ -5,8 +5,10 @@ Every command takes ``--config FILE`` (TOML, the ``[maintenance]`` table; defaul
 ``--now ISO`` (measure ages at that time: for tests, drills and backfills).
 
 Exit codes: ``health`` 0 ok / 1 warning / 2 critical; ``maintain --run`` 0 ok / 1 failed
-(rolled back) or another run holds the lock; ``archive`` 0 ok / 1 damaged or missing
-archive; 2 for bad input or config (from ``compactor.cli.main``).
+(rolled back), a warning (it completed but skipped sessions whose archive is damaged; they
+are named) or another run holds the lock; ``archive`` 0 ok / 1 an unknown id, a damaged or
+missing archive, a session being written to, or another run holds the lock (one line on
+stderr); 2 for bad input or config (from ``compactor.cli.main``).
 """
 
 from __future__ import annotations
@@ -185,7 +187,7 @@ def _maintain(args: argparse.Namespace) -> int:
         _print_actions(rep, "would")
     else:
         _print_run(rep)
-    return 1 if rep.status == "failed" else 0
+    return 1 if rep.status in ("failed", "warning") else 0
 
 
 def _print_assess(m: Maintenance, rep: RunReport) -> None:
@@ -238,6 +240,11 @@ def _print_run(rep: RunReport) -> None:
           + (f" (x{rep.reduction_factor:.2f} smaller)" if rep.reduction_factor else ""))
     print(f"ledger bytes:  {_num(b['ledger_bytes'])} -> {_num(a['ledger_bytes'])}")
     print("sessions per tier: " + ", ".join(f"{k} {v}" for k, v in rep.tiers.items()))
+    for s in rep.skipped:
+        print(f"skipped {s['session_id']} ({s['step']}): {s['reason']}")
+    if rep.skipped:
+        print(f"warning: {len(rep.skipped)} session(s) left as they are; fix the archive, then "
+              "run again (`compactor health --deep` lists damaged entries)")
     for n in rep.notes:
         print(f"note: {n}")
     print(f"{rep.duration_s:.2f} s")
@@ -271,14 +278,25 @@ def _archive_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fail(e: Exception) -> int:
+    print(f"compactor: {e}", file=sys.stderr)
+    return 1
+
+
 def _archive_show(args: argparse.Namespace) -> int:
-    e = find(_cfg(args).archive_root, args.session_id)
+    try:
+        e = find(_cfg(args).archive_root, args.session_id)
+    except ArchiveError as err:
+        return _fail(err)
     print(e.path.read_text(encoding="utf-8"), end="")
     return 0
 
 
 def _archive_add(args: argparse.Namespace) -> int:
-    v = archive_now(Maintenance(_cfg(args), now=_now(args)), args.session_id)
+    try:
+        v = archive_now(Maintenance(_cfg(args), now=_now(args)), args.session_id)
+    except (ArchiveError, MaintenanceBusy) as e:
+        return _fail(e)
     print(f"archived {v.session_id} ({v.due.value}, {v.age_days:.1f} days)")
     return 0
 
@@ -291,9 +309,8 @@ def _archive_restore(args: argparse.Namespace) -> int:
             print(f"restored {args.session_id} into {d} (hash verified)")
             return 0
         msgs = find(cfg.archive_root, args.session_id).messages()
-    except ArchiveError as e:
-        print(f"compactor: {e}", file=sys.stderr)
-        return 1
+    except (ArchiveError, MaintenanceBusy) as e:
+        return _fail(e)
     body = json.dumps(msgs, ensure_ascii=False)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
@@ -305,6 +322,9 @@ def _archive_restore(args: argparse.Namespace) -> int:
 
 
 def _archive_mark(args: argparse.Namespace) -> int:
-    where = mark(Maintenance(_cfg(args), now=_now(args)), args.session_id, not args.unmark)
+    try:
+        where = mark(Maintenance(_cfg(args), now=_now(args)), args.session_id, not args.unmark)
+    except (ArchiveError, MaintenanceBusy) as e:
+        return _fail(e)
     print(f"{'unmarked' if args.unmark else 'marked'} {args.session_id} important ({where})")
     return 0

@@ -18,7 +18,7 @@ failed_check       a check below fails                              critical
 Checks: ``ledger_integrity`` (every line of every segment is a record: no torn or invalid
 line), ``archive_integrity`` (every entry parses and its payload exists with the recorded
 size; with ``deep``, its SHA-256 matches too), ``last_maintenance`` (the last run did not
-fail), ``interrupted_maintenance`` (no journal left by a killed run while no run holds the
+fail and skipped no session with a damaged archive), ``interrupted_maintenance`` (no journal left by a killed run while no run holds the
 lock). Exit code: 0 no alert, 1 a warning, 2 a critical alert.
 """
 
@@ -159,9 +159,16 @@ def check_health(cfg: MaintenanceConfig, *, now: datetime, deep: bool = False) -
     rep.checks.append({"name": "archive_integrity", "ok": not problems,
                        "detail": "; ".join(problems[:5]) or f"{sz['archive_entries']} entries"})
     failed = last_maint is not None and last_maint.get("status") == "failed"
-    rep.checks.append({"name": "last_maintenance", "ok": not failed,
-                       "detail": (f"run {last_maint.get('run_id')} failed: {last_maint.get('error')}"
-                                  if failed else "ok")})
+    skipped = (last_maint or {}).get("skipped") or []
+    detail = "ok"
+    if failed:
+        detail = f"run {last_maint.get('run_id')} failed: {last_maint.get('error')}"
+    elif skipped:
+        detail = (f"run {last_maint.get('run_id')} skipped {len(skipped)} session(s) with a "
+                  "damaged archive: " + "; ".join(f"{s.get('session_id')}: {s.get('reason')}"
+                                                  for s in skipped[:5]))
+    rep.checks.append({"name": "last_maintenance", "ok": not (failed or skipped),
+                       "detail": detail})
     rep.checks.append(_interrupted(cfg))
     for c in rep.checks:
         if not c["ok"]:

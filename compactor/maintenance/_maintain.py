@@ -27,11 +27,11 @@ import json
 import os
 import shutil
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ContextManager, Iterator
 
 from filelock import FileLock, Timeout
 
@@ -50,6 +50,7 @@ from compactor.maintenance._archive import (
     pack,
     unpack,
     iso,
+    messages_from_payload,
     month_dir,
     sha256,
 )
@@ -67,11 +68,21 @@ from compactor.maintenance._scan import (
     sizes,
     views,
 )
-from compactor.maintenance._txn import Faults, Journal, Step, fsync_dir, recover, write_atomic
+from compactor.maintenance._txn import (
+    Faults,
+    Journal,
+    Step,
+    fsync_dir,
+    make_dirs,
+    recover,
+    write_atomic,
+)
 
 TASKS = ("verify", "rotate", "tiers", "retention", "vacuum")
 #: Empty session folders younger than this are left alone (a session may be starting), s.
 VACUUM_MIN_AGE_S = DAY_S
+#: How long ``archive add`` / ``restore --to-store`` wait for a session's store lock, s.
+SESSION_LOCK_TIMEOUT_S = 5.0
 
 
 class MaintenanceBusy(CompactorError):
@@ -109,8 +120,9 @@ class RunReport:
         run_id: ``YYYYmmddTHHMMSSZ-<pid>``.
         mode: ``"run"``, ``"dry-run"`` or ``"assess"``.
         tasks: tasks selected.
-        status: ``"ok"``, ``"failed"`` (a step was rolled back and the run stopped) or
-            ``"planned"`` (dry run / assessment).
+        status: ``"ok"``, ``"warning"`` (the run completed but skipped sessions whose
+            archive is damaged: see ``skipped``), ``"failed"`` (a step was rolled back and
+            the run stopped) or ``"planned"`` (dry run / assessment).
         actions: actions done (or planned).
         error: ``"<ExceptionType>: message"`` of the failure.
         failed_step: the step that failed and was rolled back.
@@ -118,6 +130,8 @@ class RunReport:
         sizes_before, sizes_after: :func:`compactor.maintenance._scan.sizes`, bytes.
         tiers: sessions per tier after the run (or, planned, due).
         duration_s: wall time, seconds.
+        skipped: sessions left exactly as they were because their archive is damaged
+            (``{"session_id", "step", "reason"}``); the run went on with the others.
         notes: problems that did not fail the run (e.g. the ledger record could not be written).
     """
 
@@ -133,6 +147,7 @@ class RunReport:
     sizes_after: dict[str, int] = field(default_factory=dict)
     tiers: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
+    skipped: list[dict[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -156,6 +171,7 @@ class RunReport:
                 "sizes_after": self.sizes_after, "reduction_factor": self.reduction_factor,
                 "counts": self.counts(), "tiers": self.tiers,
                 "deleted": [a.target for a in self.actions if a.kind == "delete"],
+                "skipped": [dict(s) for s in self.skipped],
                 "duration_s": round(self.duration_s, 3)}
 
     def to_dict(self) -> dict[str, Any]:
@@ -377,21 +393,26 @@ class Maintenance:
                     journal.close(remove=clean)
                 except OSError as e:
                     rep.notes.append(f"journal kept: {e}")
+            if rep.status == "ok" and rep.skipped:
+                rep.status = "warning"
             rep.sizes_after = sizes(self.cfg)
             rep.tiers = self.tier_counts(views(self.cfg, self.now, self.counter), due=False)
             rep.duration_s = time.perf_counter() - t0
             self._record(rep)
         return rep
 
-    def one_step(self, name: str, body: Callable[[Step], None], *, timeout_s: float = 30) -> None:
+    def one_step(self, name: str, body: Callable[[Step], None], *, timeout_s: float = 30,
+                 inside: Callable[[], ContextManager[Any]] | None = None) -> None:
         """Run ``body(step)`` as one journaled step under the maintenance lock (the
-        ``archive add|restore --to-store|mark`` commands).
+        ``archive add|restore --to-store|mark`` commands); ``inside()``, when given, is a
+        further lock taken after the maintenance lock (a session's store lock: the same
+        order as a run takes them).
 
         Raises:
             MaintenanceBusy: the lock was not free within ``timeout_s`` seconds.
             OSError, CompactorError: from ``body``; the step was rolled back.
         """
-        with self._locked(timeout_s):
+        with self._locked(timeout_s), (inside() if inside is not None else nullcontext()):
             journal = Journal(self.journal_path, self.run_id, self._trash_for, self.faults)
             clean = True
             try:
@@ -426,6 +447,20 @@ class Maintenance:
                     e.rollback_failed = True  # type: ignore[attr-defined]
             e.maintenance_step = name  # type: ignore[attr-defined]
             raise
+
+    def _step_or_skip(self, journal: Journal, rep: RunReport, session_id: str, name: str,
+                      body: Callable[[Step], None]) -> bool:
+        """:meth:`_step` for one session's step; a damaged archive (``ArchiveError``,
+        the step rolled back) skips the session and is reported in ``rep.skipped`` instead
+        of stopping the run. Returns whether the step was done."""
+        try:
+            self._step(journal, name, body)
+        except ArchiveError as e:
+            if getattr(e, "rollback_failed", False):
+                raise
+            rep.skipped.append({"session_id": session_id, "step": name, "reason": str(e)})
+            return False
+        return True
 
     def _record(self, rep: RunReport) -> None:
         """Write last_run.json and the ``maintenance`` ledger record (failures -> notes)."""
@@ -471,7 +506,8 @@ class Maintenance:
         with FileLock(str(lock_path(self.ledger))):
             why = self._rotation_due()
             if why:
-                first = json.loads(open(self.ledger, "rb").readline())["ts"][:10].replace("-", "")
+                with open(self.ledger, "rb") as fh:
+                    first = json.loads(fh.readline())["ts"][:10].replace("-", "")
                 keys = [s.key for s in list_segments(self.ledger).segments]
                 day, seq = next_segment(keys, first)
                 closed = self.ledger.with_name(closed_name(stem_of(self.ledger), day, seq))
@@ -487,13 +523,15 @@ class Maintenance:
         for v in views(self.cfg, self.now, self.counter):
             for a in self._plan_tier(v):
                 if a.kind == "retier":
-                    self._step(journal, f"retier {v.session_id}",
-                               lambda step, v=v: self._retier(step, v))
+                    done = self._step_or_skip(journal, rep, v.session_id, f"retier {v.session_id}",
+                                              lambda step, v=v: self._retier(step, v))
                 else:
-                    self._archive_live(journal, v, a)
-                rep.actions.append(a)
+                    done = self._archive_live(journal, rep, v, a)
+                if done:
+                    rep.actions.append(a)
 
-    def _archive_live(self, journal: Journal, v: SessionView, action: Action) -> None:
+    def _archive_live(self, journal: Journal, rep: RunReport, v: SessionView,
+                      action: Action) -> bool:
         s = v.live
         assert s is not None and v.loaded is not None
         with FileLock(str(s.dir / ".lock")):
@@ -501,10 +539,10 @@ class Maintenance:
             payload = s.read()[0] if fresh is not None else b""
             if fresh is None or fresh.last_active > s.last_active or sha256(payload) != v.loaded.sha:
                 action.detail += " (skipped: written to since the plan)"
-                return
+                return True
             loaded = v.loaded
-            self._step(journal, f"archive {v.session_id}",
-                       lambda step: self._archive_step(step, v, loaded))
+            return self._step_or_skip(journal, rep, v.session_id, f"archive {v.session_id}",
+                                      lambda step: self._archive_step(step, v, loaded))
 
     def _entry_bytes(self, v: SessionView, tier: Tier, form: dict[str, Any] | None,
                      metadata: dict[str, Any], lossless: dict[str, Any], state: Any,
@@ -556,7 +594,10 @@ class Maintenance:
     def _retier(self, step: Any, v: SessionView) -> None:
         e = v.entry
         assert e is not None
-        msgs = e.messages() if v.due in (Tier.KEY_POINTS, Tier.BRIEF) else []
+        # verify the lossless payload first (for every target tier): a damaged one raises
+        # ArchiveError before anything is written, so the session is skipped as it is
+        payload = e.payload(check=True)
+        msgs = messages_from_payload(payload) if v.due in (Tier.KEY_POINTS, Tier.BRIEF) else []
         form = tier_form(v.due, msgs, int(e.data["metadata"]["tokens"]), self.cfg.tiers,
                          self.counter)
         step.write(e.path, self._entry_bytes(v, v.due, form, e.data["metadata"],
@@ -565,13 +606,17 @@ class Maintenance:
 
     def _run_retention(self, journal: Journal, rep: RunReport) -> None:
         vs = {v.session_id: v for v in views(self.cfg, self.now, self.counter)}
+        skipped = {s["session_id"] for s in rep.skipped}
         for a in self._plan_retention(list(vs.values()), projected=False):
+            if a.target in skipped:
+                continue
+
             def delete(step: Any, e: Any = vs[a.target].entry) -> None:
-                if e.payload_path.exists():
-                    step.remove(e.payload_path)
+                e.payload(check=True)   # a damaged session is kept for the operator to see
+                step.remove(e.payload_path)
                 step.remove(e.path)
-            self._step(journal, f"delete {a.target}", delete)
-            rep.actions.append(a)
+            if self._step_or_skip(journal, rep, a.target, f"delete {a.target}", delete):
+                rep.actions.append(a)
 
     def _run_vacuum(self, journal: Journal, rep: RunReport) -> None:
         for path, why in self._vacuum_targets():
@@ -589,18 +634,46 @@ def archive_now(m: Maintenance, session_id: str) -> SessionView:
     """Archive one live session now, in the tier its age calls for (``full`` when young:
     the archive then holds only the lossless form), and remove it from the live store.
 
+    Like a scheduled run, it holds the maintenance lock, then the session's store lock, and
+    refuses a session that is being written to (its lock is held for more than
+    ``SESSION_LOCK_TIMEOUT_S``) or was written to since it was read.
+
     Raises:
-        ArchiveError: no live session with that id.
+        ArchiveError: no live session with that id, or it is being written to.
         MaintenanceBusy: a maintenance run holds the lock.
     """
     v = next((x for x in views(m.cfg, m.now, m.counter)
               if x.session_id == session_id and x.live is not None), None)
-    if v is None or v.loaded is None:
+    if v is None or v.loaded is None or v.live is None:
         raise ArchiveError(f"no live session {session_id!r} under {m.cfg.store}; fix: check the "
                            "id with `compactor sessions list`")
-    loaded = v.loaded
-    m.one_step(f"archive {session_id}", lambda step: m._archive_step(step, v, loaded))
+    s, loaded = v.live, v.loaded
+    busy = ArchiveError(f"session {session_id!r} is being written to; not archived; fix: "
+                        "retry when the agent using it is idle")
+
+    def body(step: Step) -> None:
+        fresh = live_session(s.dir)
+        payload = s.read()[0] if fresh is not None else b""
+        if fresh is None or fresh.last_active > s.last_active or sha256(payload) != loaded.sha:
+            raise busy
+        m._archive_step(step, v, loaded)
+    m.one_step(f"archive {session_id}", body, inside=lambda: _session_lock(s.dir, busy))
     return v
+
+
+@contextmanager
+def _session_lock(d: Path, busy: Exception) -> Iterator[None]:
+    """Hold a live session's store lock (``<dir>/.lock``); raise ``busy`` when a writer
+    keeps it longer than ``SESSION_LOCK_TIMEOUT_S``."""
+    lock = FileLock(str(d / ".lock"))
+    try:
+        lock.acquire(timeout=SESSION_LOCK_TIMEOUT_S)
+    except Timeout:
+        raise busy from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def restore_to_store(m: Maintenance, session_id: str) -> Path:
@@ -613,17 +686,24 @@ def restore_to_store(m: Maintenance, session_id: str) -> Path:
     e = find(m.cfg.archive_root, session_id)
     payload = e.payload(check=True)
     d = m.cfg.store / "sessions" / folder_name(session_id)
-    if d.exists() and any(f.name != ".lock" for f in d.iterdir()):
-        raise ArchiveError(f"session {session_id!r} is already in the live store ({d}); fix: "
-                           "use `compactor sessions restore` for it")
     state = e.data.get("state")
+    busy = ArchiveError(f"session {session_id!r} is being written to in the live store ({d}); "
+                        "fix: use `compactor sessions restore` for it")
 
     def body(step: Step) -> None:
+        # checked under the maintenance lock and the session's store lock, so a writer
+        # cannot create the session between this check and the writes below
+        if d.exists() and any(f.name != ".lock" for f in d.iterdir()):
+            raise ArchiveError(f"session {session_id!r} is already in the live store ({d}); "
+                               "fix: use `compactor sessions restore` for it")
         step.write(d / "archive.jsonl", payload)
         if state is not None:
             step.write(d / "state.json", json.dumps(state, ensure_ascii=False, indent=1,
                                                     sort_keys=True).encode("utf-8"))
-    m.one_step(f"restore {session_id}", body)
+    def inside() -> ContextManager[None]:
+        make_dirs(d)
+        return _session_lock(d, busy)
+    m.one_step(f"restore {session_id}", body, inside=inside)
     return d
 
 

@@ -45,8 +45,9 @@ def cron(cfg: MaintenanceConfig, config_file: str | None = None) -> str:
     return (
         "# compactor: daily maintenance at 03:17, health check every 6 hours.\n"
         "# Install: crontab -e and paste. Results: each run appends to the logs below and ends\n"
-        "# with 'exit=N' (maintain: 0 ok, 1 failed and rolled back; health: 0 ok, 1 warning,\n"
-        "# 2 critical); `compactor ledger tail --event maintenance` shows the records.\n"
+        "# with 'exit=N' (maintain: 0 ok, 1 failed and rolled back or sessions skipped;\n"
+        "# health: 0 ok, 1 warning, 2 critical); `compactor ledger tail --event maintenance`\n"
+        "# shows the records.\n"
         f"17 3 * * * {_cron_escape(maintain)}\n"
         f"0 */6 * * * {_cron_escape(health)}\n")
 
