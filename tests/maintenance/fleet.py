@@ -45,6 +45,20 @@ def set_age(folder: Path, when: datetime) -> None:
     os.utime(folder, (t, t))
 
 
+def small_store(root: Path, ages: dict[str, float]) -> dict[str, list]:
+    """A store under ``root/store`` with one two-message session per id, each aged
+    ``ages[id]`` days before :data:`NOW`. Returns the messages per session id."""
+    st = SessionStore(root / "store")
+    out = {}
+    for sid, age in ages.items():
+        msgs = [{"role": "user", "content": f"Rebook {sid} to Oslo, please."},
+                {"role": "assistant", "content": f"Done: {sid} is rebooked."}]
+        st.append(sid, [(i, content_hash(m), m) for i, m in enumerate(msgs)])
+        set_age(st.session_dir(sid), NOW - timedelta(days=age))
+        out[sid] = msgs
+    return out
+
+
 def build_fleet(root: Path, shared: Path, n_tau: int = 200, n_locomo: int = 5) -> dict[str, Any]:
     """Create ``root/store`` and ``root/ledger/ledger.jsonl``. Returns the manifest:
     ``{"sessions": {id: {"age_days", "marked", "messages"}}}``."""

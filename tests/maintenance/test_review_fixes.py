@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet import NOW, content_hash, set_age, write_ledger
+from fleet import NOW, small_store, write_ledger
 from maintenance_support import cli, cli_json
 from compactor._errors import ConfigError
 from compactor._store import SessionStore
@@ -22,16 +22,7 @@ from compactor.maintenance import Maintenance, MaintenanceConfig, entries, load_
 NOW_ARGS = ["--now", "2025-06-01T00:00:00Z"]
 
 
-def _store(root: Path, ages: dict[str, float]) -> dict[str, list]:
-    st = SessionStore(root / "store")
-    out = {}
-    for sid, age in ages.items():
-        msgs = [{"role": "user", "content": f"Rebook {sid} to Oslo, please."},
-                {"role": "assistant", "content": f"Done: {sid} is rebooked."}]
-        st.append(sid, [(i, content_hash(m), m) for i, m in enumerate(msgs)])
-        set_age(st.session_dir(sid), NOW - timedelta(days=age))
-        out[sid] = msgs
-    return out
+_store = small_store
 
 
 def _args(root: Path, *extra: str) -> list[str]:
