@@ -518,8 +518,10 @@ class _Handler(BaseHTTPRequestHandler):
                     self._abort(rst=False)
                     return
                 self._chunk(ev)
-            self._end_chunked()
+            # recorded before the last bytes go out: a client that has read the whole
+            # stream must find the request finished (no race with this thread)
             owner._finish(rec, 200, fault)
+            self._end_chunked()
         else:
             self._json_reply(rec, obj, fault, truncate)
 
@@ -556,8 +558,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._abort(rst=False)
                 return
             self._chunk(f)
+        self.server.owner._finish(rec, 200, fault)   # before the last bytes (see above)
         self._end_chunked()
-        self.server.owner._finish(rec, 200, fault)
 
 
 def http_date(seconds_from_now: float) -> str:
