@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from compactor._errors import InvalidHistoryError
-from compactor._format import Format, blocks, detect_format, tool_result_text
+from compactor._format import Format, blocks, detect_format, text_of, tool_result_text
 from compactor._summary import ExtractiveSummarizer, SummaryRequest, tool_counts
 from compactor._tokens import TokenCounter, message_tokens
 from compactor.maintenance._config import ImportanceConfig, TierConfig
@@ -188,24 +188,59 @@ def due_tier(age_days: float, important: bool, tiers: TierConfig, imp: Importanc
     return Tier.METADATA
 
 
+def condensed_transcript(messages: Sequence[Mapping[str, Any]], budget: int,
+                         counter: TokenCounter) -> str | None:
+    """Every message in order as one line ``role: text`` (tool calls and results included,
+    whitespace folded), each line's text cut to its first ``L`` characters (`` …`` marks a
+    cut), with ``L`` the largest that keeps the whole within ``budget`` tokens (binary
+    search). Returns None when even the shortest lines do not fit (then a summary is the
+    only form that does). Pure."""
+    lines = [(str(m.get("role")), " ".join(text_of(m).split())) for m in messages]
+    lines = [(r, t) for r, t in lines if t]
+    if not lines:
+        return None
+
+    def render(cap: int) -> str:
+        return "\n".join(f"{r}: {t}" if len(t) <= cap else f"{r}: {t[:cap].rstrip()} …"
+                         for r, t in lines)
+
+    longest = max(len(t) for _, t in lines)
+    if counter.count(render(longest)) <= budget:
+        return render(longest)
+    lo, hi = 0, longest          # invariant: render(lo) fits (checked below), render(hi) not
+    if counter.count(render(lo)) > budget:
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if counter.count(render(mid)) <= budget:
+            lo = mid
+        else:
+            hi = mid
+    return render(lo)
+
+
 def tier_form(tier: Tier, messages: Sequence[Mapping[str, Any]], tokens: int,
               tiers: TierConfig, counter: TokenCounter) -> dict[str, Any] | None:
     """The readable form a tier keeps, or ``None`` (full: the lossless archive itself;
     metadata only: the metadata block).
 
-    Key points and the brief summary are the offline :class:`ExtractiveSummarizer`'s
-    output with a budget of ``share * tokens`` (near-duplicate skipping off, so the form
-    fills its share when the session has that much to say). Returns ``{"kind", "text",
-    "tokens", "target_share", "share"}`` (tokens of the form; ``share`` = tokens / the
-    session's tokens).
+    Key points: the :func:`condensed_transcript` of the session within ``key_points_share
+    * tokens`` — every turn, in order, each shortened as far as the budget needs (so the
+    form takes close to its share). The brief summary: the offline
+    :class:`ExtractiveSummarizer`'s output with a budget of ``brief_share * tokens``
+    (near-duplicate skipping off); key points fall back to it too when even one-word lines
+    would not fit. Returns ``{"kind", "text", "tokens", "target_share", "share"}`` (tokens
+    of the form; ``share`` = tokens / the session's tokens).
     """
     if tier not in (Tier.KEY_POINTS, Tier.BRIEF) or not messages:
         return None
     share = tiers.key_points_share if tier is Tier.KEY_POINTS else tiers.brief_share
     budget = max(24, int(tokens * share))
-    req = SummaryRequest(messages=messages, fmt=session_format(messages), previous_summary=None,
-                         max_tokens=budget, counter=counter)
-    text = ExtractiveSummarizer(novelty=0.0).summarize_sync(req)
+    text = condensed_transcript(messages, budget, counter) if tier is Tier.KEY_POINTS else None
+    if text is None:
+        req = SummaryRequest(messages=messages, fmt=session_format(messages),
+                             previous_summary=None, max_tokens=budget, counter=counter)
+        text = ExtractiveSummarizer(novelty=0.0).summarize_sync(req)
     n = counter.count(text)
     return {"kind": tier.value, "text": text, "tokens": n, "target_share": share,
             "share": round(n / tokens, 4) if tokens else 0.0}
