@@ -40,9 +40,8 @@ def _from_messages(cid: str, messages: list[dict[str, Any]], probes: list[dict[s
         f = Format(fmt)
     elif messages and messages[0].get("role") == "system" and len(messages) > 1:
         # our JSONL schema puts the system prompt first in either format: detect on the rest
+        # (any other system/developer message there still makes it OpenAI)
         f = detect_format(messages[1:])
-        if any(m.get("role") in ("system", "developer") for m in messages[1:]):
-            f = Format.OPENAI
     else:
         f = detect_format(messages)
     system = None

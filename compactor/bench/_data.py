@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .._errors import ConfigError
-from .._format import Format, detect_format, leading_system_count
+from .._format import Format, leading_system_count
 from .._replay import Conversation, load_conversations, parse_window
 from .._tokens import TokenCounter, message_tokens, system_tokens, tools_tokens
 
@@ -93,22 +93,14 @@ def _tools_for(path: Path) -> list[dict[str, Any]] | None:
 
 
 def load_dataset(path: Path, *, limit: int | None = None) -> Dataset:
-    """Load one file with ``compactor._replay.load_conversations``, in its true format.
-
-    ``load_conversations(path, "auto")`` detects the format on the whole message list, and
-    a leading ``{"role": "system"}`` message makes every file look like OpenAI chat. Here
-    the format is detected on the messages after that system message; a file whose
-    conversations are then Anthropic is reloaded with ``"anthropic"`` (the system message
-    becomes the top-level system prompt).
+    """Load one file with ``compactor._replay.load_conversations`` (format detected per
+    conversation; a leading system message does not decide it). The dataset's format is
+    OpenAI when any conversation is, else Anthropic.
     """
     convs = load_conversations(path, "auto")
     if not convs:
         raise ConfigError(f"{path}: no conversations", field="data", source=str(path))
-    fmts = {detect_format([m for m in c.messages if m.get("role") != "system"] or c.messages)
-            for c in convs}
-    fmt = Format.OPENAI if Format.OPENAI in fmts else Format.ANTHROPIC
-    if fmt is Format.ANTHROPIC and any(c.fmt is not Format.ANTHROPIC for c in convs):
-        convs = load_conversations(path, "anthropic")
+    fmt = Format.OPENAI if any(c.fmt is Format.OPENAI for c in convs) else Format.ANTHROPIC
     if limit is not None:
         convs = convs[:limit]
     return Dataset(_stem(path), path, fmt, convs, _tools_for(path))
