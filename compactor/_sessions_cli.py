@@ -80,13 +80,18 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _restore(args: argparse.Namespace) -> int:
-    msgs = _store(args).restore(args.session_id)
+def write_messages(msgs: list[dict[str, Any]], out: str | None, note: str = "") -> None:
+    """Print a restored history as one JSON list on stdout, or write it (plus a newline)
+    to the file ``out`` and print ``N messages written to OUT`` followed by ``note``."""
     body = json.dumps(msgs, ensure_ascii=False)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
+    if out:
+        with open(out, "w", encoding="utf-8") as fh:
             fh.write(body + "\n")
-        print(f"{len(msgs)} messages written to {args.out}")
+        print(f"{len(msgs)} messages written to {out}{note}")
     else:
         print(body)
+
+
+def _restore(args: argparse.Namespace) -> int:
+    write_messages(_store(args).restore(args.session_id), args.out)
     return 0

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from compactor._errors import ConfigError
+from compactor._sessions_cli import write_messages
 from compactor.maintenance._archive import ArchiveError, entries, find, parse_iso
 from compactor.maintenance._config import DEFAULT_TOML, MaintenanceConfig, load_config
 from compactor.maintenance._health import check_health
@@ -311,13 +312,7 @@ def _archive_restore(args: argparse.Namespace) -> int:
         msgs = find(cfg.archive_root, args.session_id).messages()
     except (ArchiveError, MaintenanceBusy) as e:
         return _fail(e)
-    body = json.dumps(msgs, ensure_ascii=False)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
-            fh.write(body + "\n")
-        print(f"{len(msgs)} messages written to {args.out} (hash verified)")
-    else:
-        print(body)
+    write_messages(msgs, args.out, " (hash verified)")
     return 0
 
 
