@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from compactor._replay import load_conversations
+from compactor import content_hash
 from compactor._store import SessionStore, canonical_json
 from compactor.ledger import Ledger
 
@@ -19,10 +20,6 @@ NOW = datetime(2025, 6, 1, tzinfo=timezone.utc)
 NOW_ISO = "2025-06-01T00:00:00Z"
 SPAN_DAYS = 400
 MARK_EVERY = 9          # every 9th session carries an IMPORTANT file
-
-
-def content_hash(m: Any) -> str:
-    return "sha256:" + hashlib.sha256(canonical_json(m).encode()).hexdigest()
 
 
 def load_content(shared: Path, n_tau: int,

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from maintenance_support import cli, cli_json, run_proc
-from fleet import NOW, content_hash, set_age, write_ledger
+from compactor import content_hash
+from fleet import NOW, set_age, write_ledger
 from compactor._errors import ConfigError
 from compactor._store import SessionStore
 from compactor.ledger import read_records

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from fleet import NOW, content_hash, small_store, write_ledger
+from compactor import content_hash
+from fleet import NOW, small_store, write_ledger
 from maintenance_support import cli, cli_json
 from compactor._store import SessionStore
 from compactor.ledger import read_records
