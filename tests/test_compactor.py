@@ -269,7 +269,7 @@ async def test_compaction_record_prices_summarizer_usage(counter):
 async def test_a_key_in_a_summarizer_error_never_reaches_the_sink_or_log(counter, caplog):
     """A summarizer whose error text echoes an API key: the fallback record and the log
     line carry the error with the key masked."""
-    key = "sk-ant-api03-ABCDEFGHIJKLMNOPQRSTUV"
+    key = "sk-ant-test-FAKE0123456789abcdef"
 
     class Leaky:
         name = "leaky"
