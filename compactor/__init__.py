@@ -3,6 +3,9 @@
 The public API is this module's ``__all__`` (pinned by ``tests/test_public_api.py``).
 """
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _dist_version
+
 from ._compactor import (CompactionResult, CompactorInvariantError, MessageCompactor,
                          SessionState, content_hash)
 from ._errors import (BudgetExceededError, CompactorError, ConfigError, ContextOverflowError,
@@ -18,7 +21,10 @@ from ._tokens import (TIER_WINDOWS, HeuristicCounter, Tier, TiktokenCounter, Tok
 from ._units import Unit, group_units
 from ._validate import Violation, validate
 
-__version__ = "0.1.0"
+try:  # the installed distribution's version (pyproject.toml is its one source)
+    __version__ = _dist_version("agent-context-compactor")
+except PackageNotFoundError:  # pragma: no cover - running from a tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "PIN_KEY",

@@ -157,21 +157,19 @@ def _table(d: dict[str, Any]) -> Table:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``compactor`` argument parser with every sub-command registered."""
-    parser = argparse.ArgumentParser(prog="compactor", description="Agent context compactor.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    _add_replay(sub)
     import importlib
 
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="compactor", description="Agent context compactor.")
+    parser.add_argument("--version", action="version", version=f"compactor {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_replay(sub)
+    # Every sub-command module imports only the base dependencies at import time (its
+    # optional ones inside the command, through compactor._optional.require), so a plain
+    # install registers every command; tests/test_cli_base_install.py pins this.
     for mod, fn in _EXTENSIONS:
-        try:
-            module = importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name and mod.startswith(e.name):
-                continue  # that subsystem is not installed
-            raise
-        register = getattr(module, fn, None)
-        if register is not None:
-            register(sub)
+        getattr(importlib.import_module(mod), fn)(sub)
     return parser
 
 
@@ -187,20 +185,44 @@ _EXTENSIONS: list[tuple[str, str]] = [
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``compactor`` script. Returns the exit code: 0 ok, 1 the replay
-    sent an invalid history (or a command's own failure code), 2 bad input."""
+    sent an invalid history (or a command's own failure code), 2 bad input (one line on
+    stderr naming the field and the fix), 3 an internal error (one line; a bug of ours),
+    130 interrupted."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except CompactorError as e:
-        print(f"compactor: error: {e}", file=sys.stderr)
+        print(f"compactor: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
-        # the reader went away (e.g. `compactor ledger tail | head`): stop quietly; point
-        # stdout at /dev/null so the interpreter's final flush does not raise again
-        # (the recipe of the Python docs, "Note on SIGPIPE")
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    except OSError as e:
+        if isinstance(e, BrokenPipeError):
+            return _closed_pipe()
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"compactor: error: {where}{e.strerror or e}; fix: check that the path exists "
+              "and that you may read (and write) it", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("compactor: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug of ours: one line, never a traceback to a user
+        if os.environ.get("COMPACTOR_DEBUG"):
+            raise
+        print(f"compactor: internal error: {type(e).__name__}: {_one_line(str(e))}; "
+              "please report it (set COMPACTOR_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 3
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _closed_pipe() -> int:
+    """The reader went away (e.g. ``compactor ledger tail | head``): stop quietly; point
+    stdout at /dev/null so the interpreter's final flush does not raise again (the recipe
+    of the Python docs, "Note on SIGPIPE")."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 1
 
 
 if __name__ == "__main__":

@@ -99,9 +99,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ._report import write_results
     from ._run import run_bench, steps
 
+    from .._optional import require
+
     console = Console(stderr=True)
     t0 = time.perf_counter()
     config = config_from_args(args)
+    # the whole run needs LangChain (its baselines and the scaling run); charts need
+    # matplotlib: say so in one line before any work, not after minutes of it
+    require("langchain_core", extra="bench", what="compactor bench")
+    if not args.no_charts:
+        require("matplotlib", extra="bench", what="the bench charts (or pass --no-charts)")
     llm, note = (None, "skipped: --no-llm") if args.no_llm else llm_from_env()
     if "ours+llm" in config.strategies:
         console.print(f"[dim]{note}[/]")

@@ -25,13 +25,13 @@ from .._errors import ConfigError
 from .._format import Format
 from .._validate import validate
 
-try:
-    from langchain_core.messages import (AIMessage, BaseMessage, HumanMessage, SystemMessage,
-                                         ToolMessage)
-    from langchain_core.messages.utils import count_tokens_approximately, trim_messages
-except ModuleNotFoundError as e:  # pragma: no cover - exercised only without the extra
-    raise ConfigError("the trim_messages strategy needs langchain-core; fix: "
-                      "pip install 'agent-context-compactor[bench]'", field="strategies") from e
+from .._optional import require
+from ._baseline import BaselineResult
+
+require("langchain_core", extra="bench", what="the trim_messages strategy")
+from langchain_core.messages import (AIMessage, BaseMessage, HumanMessage,  # noqa: E402
+                                     SystemMessage, ToolMessage)
+from langchain_core.messages.utils import count_tokens_approximately, trim_messages  # noqa: E402
 
 Message = Mapping[str, Any]
 
@@ -178,24 +178,6 @@ def from_langchain(messages: Sequence[BaseMessage], fmt: Format) -> list[dict[st
 
 
 # --------------------------------------------------------------------------- strategy
-@dataclass
-class BaselineResult:
-    """The subset of ``CompactionResult`` that ``compactor._replay.replay_conversation``
-    reads, for strategies that are not ``MessageCompactor`` (tokens in tokens)."""
-
-    messages: list[Mapping[str, Any]]
-    compacted: bool
-    tokens_before: int
-    tokens_after: int
-    window: int
-    must_keep_total: int = 0
-    must_keep_kept: int = 0
-    ratio: float = 0.0
-    retention_score: float = 1.0
-    removed: tuple[Any, ...] = ()
-    summary: str | None = None
-
-
 @dataclass
 class _TrimSession:
     full: list[Mapping[str, Any]] = field(default_factory=list)     # the agent's full history

@@ -189,8 +189,14 @@ _MARKERS = ["o", "s", "^", "D", "v", "P"]
 
 
 def render_charts(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
-    """Draw the three PNGs of :data:`CHARTS` into ``out_dir``; returns their paths."""
-    import matplotlib
+    """Draw the three PNGs of :data:`CHARTS` into ``out_dir``; returns their paths.
+
+    Raises:
+        MissingExtraError: matplotlib is not installed (the ``bench`` extra).
+    """
+    from .._optional import require
+
+    matplotlib = require("matplotlib", extra="bench", what="the bench charts")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

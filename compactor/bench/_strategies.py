@@ -30,7 +30,7 @@ from .._errors import ConfigError
 from .._format import Format
 from .._summary import Summarizer
 from .._tokens import TokenCounter, message_tokens, system_tokens, tools_tokens
-from ._lc import BaselineResult
+from ._baseline import BaselineResult
 
 #: Strategy names in report order.
 STRATEGIES = ("none", "truncation", "trim_messages", "trim_messages+human", "ours", "ours+llm")

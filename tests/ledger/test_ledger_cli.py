@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from compactor.ledger import Ledger
+from procio import LineReader
 from compactor.ledger._cli import DEFAULT_LEDGER, add_ledger_commands
 
 BUILD_AND_RUN = (
@@ -184,12 +185,13 @@ def test_tail_follow_prints_new_records(ledger, repo_root):
                             stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
-        assert json.loads(proc.stdout.readline())["event"] == "usage"
+        lines = LineReader(proc.stdout)
+        assert json.loads(lines.readline())["event"] == "usage"
         with Ledger(ledger, rotate_bytes=200) as led:
             for i in range(5):
                 led.emit("usage", {"followed": i})
                 time.sleep(0.01)
-        got = [json.loads(proc.stdout.readline())["followed"] for _ in range(5)]
+        got = [json.loads(lines.readline())["followed"] for _ in range(5)]
         assert got == [0, 1, 2, 3, 4]
     finally:
         proc.terminate()

@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from compactor.ledger import read_records, verify
+from procio import LineReader
 
 KILLS = 200
 RUNS_PER_LEDGER = 20
@@ -24,6 +25,8 @@ class _ForkServer:
     def __init__(self, writer) -> None:
         self.proc = subprocess.Popen(writer.argv("--serve"), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=writer.env, text=True)
+        assert self.proc.stdout is not None
+        self.lines = LineReader(self.proc.stdout)
 
     def start(self, cfg: dict, fifo: Path) -> int:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -32,7 +35,7 @@ class _ForkServer:
                "stdout": str(fifo)}
         self.proc.stdin.write(json.dumps(cmd) + "\n")
         self.proc.stdin.flush()
-        return int(self.proc.stdout.readline())
+        return int(self.lines.readline(timeout=60))
 
     def close(self) -> None:
         if self.proc.stdin is not None:

@@ -14,6 +14,7 @@ import pytest
 
 from checks import assert_all_restorable, expected_tier, leftovers
 from maintenance_support import cli, cli_json, run_proc, subprocess_env
+from procio import LineReader
 from compactor.ledger import read_records
 from compactor.maintenance import entries
 
@@ -98,7 +99,8 @@ def test_lock_keeps_a_second_run_out(small_fleet):
                             env=subprocess_env("intent:pause:3"), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
-        assert proc.stderr.readline().startswith("PAUSED intent")
+        assert proc.stderr is not None
+        assert LineReader(proc.stderr).readline(timeout=60).startswith("PAUSED intent")
         code, out, err = cli(small_fleet.args("maintain", "--run"))
         assert code == 1 and "another maintenance run holds" in err
         code, h = cli_json(small_fleet.args("health"))
