@@ -26,59 +26,44 @@ point therefore leaves every file either in its old or its new form, and the nex
 :func:`recover` puts things back in order before it starts. Backups (hard links) cost no
 space and no copy; trash is a rename on the same file system.
 
-Fault injection (tests and drills): ``$COMPACTOR_MAINTENANCE_FAULT`` holds
-comma-separated ``POINT:ACTION[:N]``; at the ``N``-th time (default 1) the run reaches
-``POINT`` it performs ``ACTION``: ``kill`` (SIGKILL itself), ``enospc`` (raise
-``OSError(ENOSPC)``) or ``pause`` (print ``PAUSED <point>`` on stderr and sleep, so the
-caller can kill it). Points: ``intent`` (after an intent line, before its action),
-``action`` (after an action), ``write`` (halfway through writing a file), ``commit``
-(after a commit line, before the cleanup), ``ledger`` (before each ledger task).
+Progress points: a run reports each point it passes to :data:`step_hook`: ``intent``
+(after an intent line, before its action), ``action`` (after an action), ``write``
+(halfway through writing a file), ``commit`` (after a commit line, before the cleanup),
+``ledger`` (before each ledger task). The shipped hook does nothing, and nothing in the
+environment or the configuration can change it: the crash tests replace it in their own
+child process (``tests/maintenance/fault_cli.py``) to SIGKILL, pause or fail a run at a
+chosen point.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
-import signal
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-FAULT_ENV = "COMPACTOR_MAINTENANCE_FAULT"
+
+def _no_hook(point: str) -> None:
+    """The shipped progress hook: does nothing."""
+
+
+#: Called with the name of every progress point a run passes (see the module docstring).
+#: A no-op in the package; only a test process replaces it (never from the environment).
+step_hook: Callable[[str], None] = _no_hook
 
 
 class Faults:
-    """The fault-injection hooks parsed from ``$COMPACTOR_MAINTENANCE_FAULT``."""
+    """Where a run reports its progress points: each :meth:`hit` calls ``hook`` (default:
+    the module's :data:`step_hook`, looked up at call time so a test can replace it)."""
 
-    def __init__(self, spec: str | None = None) -> None:
-        spec = os.environ.get(FAULT_ENV, "") if spec is None else spec
-        self.rules: dict[str, tuple[str, int]] = {}
-        self.hits: dict[str, int] = {}
-        for part in filter(None, (p.strip() for p in spec.split(","))):
-            bits = part.split(":")
-            if len(bits) not in (2, 3) or bits[1] not in ("kill", "enospc", "pause"):
-                raise ValueError(f"{FAULT_ENV}: bad rule {part!r}; use POINT:kill|enospc|pause[:N]")
-            self.rules[bits[0]] = (bits[1], int(bits[2]) if len(bits) == 3 else 1)
+    def __init__(self, hook: Callable[[str], None] | None = None) -> None:
+        self._hook = hook
 
     def hit(self, point: str) -> None:
-        """Count a pass through ``point``; act when its rule says so."""
-        if point not in self.rules:
-            return
-        self.hits[point] = self.hits.get(point, 0) + 1
-        action, nth = self.rules[point]
-        if self.hits[point] != nth:
-            return
-        if action == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
-        if action == "pause":
-            print(f"PAUSED {point}", file=sys.stderr, flush=True)
-            while True:
-                time.sleep(60)
-        raise OSError(errno.ENOSPC, f"No space left on device (injected at {point})")
+        """Report a pass through ``point`` to the hook (which may raise, e.g. ``OSError``)."""
+        (self._hook or step_hook)(point)
 
 
 def fsync_dir(path: Path) -> None:

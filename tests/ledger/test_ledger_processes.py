@@ -1,4 +1,4 @@
-"""Real processes: SIGKILL at random times loses no acknowledged record, and many
+"""Real processes: SIGKILL at random points of a writer's progress loses no acknowledged record, and many
 concurrent writers never tear or interleave lines."""
 
 from __future__ import annotations
@@ -45,22 +45,36 @@ class _ForkServer:
             self.proc.stdout.close()
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a running (not exited, not zombie) process."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
 def _run_and_kill(server: _ForkServer, cfg: dict, fifo: Path) -> list[int]:
-    """Start a writer, SIGKILL it cfg["wait_s"] after it is ready, return the acknowledged seqs."""
+    """Start a writer; once it has acknowledged ``cfg["kill_after"]`` records (its own
+    progress), wait ``cfg["jitter_s"]`` (a fraction of one record's write) and SIGKILL it
+    while it is still running; return the acknowledged seqs (at least ``kill_after``)."""
     os.mkfifo(fifo)
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    want = cfg["kill_after"]
     try:
         pid = server.start(cfg, fifo)
         buf = b""
         deadline = time.monotonic() + 20
-        while not buf.startswith(b"ready\n"):
-            assert time.monotonic() < deadline, "writer did not start"
+        while not buf.startswith(b"ready\n") or buf.count(b"\n") - 1 < want:
+            assert time.monotonic() < deadline, f"writer acknowledged fewer than {want} records"
             try:
                 buf += os.read(fd, 65536)
             except BlockingIOError:
                 pass
-            time.sleep(0.0005)
-        time.sleep(cfg["wait_s"])
+            time.sleep(0.0002)
+        time.sleep(cfg["jitter_s"])
+        assert _alive(pid), "the writer exited before the kill"
         os.kill(pid, signal.SIGKILL)
         while True:  # read until no writer is left: the process is gone
             try:
@@ -75,7 +89,9 @@ def _run_and_kill(server: _ForkServer, cfg: dict, fifo: Path) -> list[int]:
         os.close(fd)
         os.unlink(fifo)
     lines = buf[len(b"ready\n"):].split(b"\n")
-    return [int(x) for x in lines[:-1]]  # only complete lines are acknowledgements
+    acked = [int(x) for x in lines[:-1]]  # only complete lines are acknowledgements
+    assert len(acked) >= want and acked[:want] == list(range(want)), (want, acked[:5])
+    return acked
 
 
 def _check(path: Path, expected: set[tuple[int, int]], where: str) -> int:
@@ -99,8 +115,8 @@ def _check(path: Path, expected: set[tuple[int, int]], where: str) -> int:
     return len(report.torn)
 
 
-def test_sigkill_at_random_times_loses_no_acknowledged_record(tmp_path, writer):
-    """Across 200 SIGKILLs of a rotating writer, every acknowledged record is read back exactly once, and the only damage is one torn last line that repair removes."""
+def test_sigkill_at_random_points_of_progress_loses_no_acknowledged_record(tmp_path, writer):
+    """Across 200 SIGKILLs of a running, rotating writer (each after a random number of acknowledged records), every acknowledged record is read back exactly once, and the only damage is one torn last line that repair removes."""
     seed = int(os.environ.get("LEDGER_CRASH_SEED", time.time_ns() % 2**32))
     rng = random.Random(seed)
     configs = []
@@ -109,7 +125,8 @@ def test_sigkill_at_random_times_loses_no_acknowledged_record(tmp_path, writer):
         configs.append({
             "id": k, "path": tmp_path / f"l{k // RUNS_PER_LEDGER}" / "ledger.jsonl",
             "split": 0.002 if split else 0, "fsync": rng.choice(["never", "interval", "always"]),
-            "pause": 0 if split else 0.0005, "wait_s": rng.uniform(0.005, 0.12),
+            "pause": 0 if split else 0.0005, "kill_after": rng.randint(0, 40),
+            "jitter_s": rng.uniform(0, 0.003 if split else 0.0008),
         })
     expected: dict[Path, set[tuple[int, int]]] = defaultdict(set)
     torn_seen = repaired_runs = pending_seen = 0

@@ -85,15 +85,28 @@ def cli_json(argv: list[str]) -> tuple[int, Any]:
     return code, json.loads(out)
 
 
-def subprocess_env(fault: str | None = None) -> dict[str, str]:
+#: The crash tests' runner: ``compactor`` with a progress hook installed in the child only.
+FAULT_CLI = Path(__file__).with_name("fault_cli.py")
+
+
+def subprocess_env() -> dict[str, str]:
+    """This environment without any ``COMPACTOR_*`` variable, importing this tree."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMPACTOR_")}
     env["PYTHONPATH"] = str(REPO)
-    if fault:
-        env["COMPACTOR_MAINTENANCE_FAULT"] = fault
     return env
 
 
-def run_proc(argv: list[str], fault: str | None = None, **kw: Any) -> subprocess.CompletedProcess:
-    """Run ``python -m compactor.cli ARGV`` as a real subprocess."""
-    return subprocess.run([sys.executable, "-m", "compactor.cli", *argv], capture_output=True,
-                          text=True, env=subprocess_env(fault), timeout=120, **kw)
+def proc_argv(argv: list[str], fault: str | None = None, trace: Path | None = None) -> list[str]:
+    """The command line of ``compactor ARGV`` in a child process; with ``fault`` (a
+    fault_cli.py SPEC) or ``trace`` it runs through fault_cli.py."""
+    if fault is None and trace is None:
+        return [sys.executable, "-m", "compactor.cli", *argv]
+    head = [fault or ""] + (["--trace", str(trace)] if trace is not None else [])
+    return [sys.executable, str(FAULT_CLI), *head, "--", *argv]
+
+
+def run_proc(argv: list[str], fault: str | None = None, trace: Path | None = None,
+             **kw: Any) -> subprocess.CompletedProcess:
+    """Run ``compactor ARGV`` as a real subprocess (see :func:`proc_argv`)."""
+    return subprocess.run(proc_argv(argv, fault, trace), capture_output=True, text=True,
+                          env=subprocess_env(), timeout=120, **kw)
