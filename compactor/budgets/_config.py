@@ -10,25 +10,31 @@ A config file has five tables (every one optional except ``profiles``)::
                        description = "..."
     [agents]           AGENT_ID = "PROFILE NAME"
 
+These tables are the ``[budgets]`` table of ``compactor.toml`` (``[budgets.settings]``,
+``[budgets.profiles.NAME]``, ...; read by ``compactor._config``, the one loader). A file in
+the old layout, holding only these tables at top level, is still read as the budgets.
+
 Loading is pure validation: every problem raises :class:`BudgetConfigError`, a
 ``ConfigError`` whose message is one line ``FILE: KEY: problem; fix: ...`` and whose
-``field`` is the dotted key (``profiles.role-architect.budget_tokens``) and ``source`` the
-file. The shipped defaults (``compactor/data/budgets.toml``) follow our spec (issue 5).
+``field`` is the dotted key as written in the file (``budgets.profiles.role-architect.
+budget_tokens``; ``profiles.role-architect.budget_tokens`` in the old layout) and
+``source`` the file. The shipped defaults (``compactor/data/budgets.toml``, the same
+tables as ``[budgets]`` of ``compactor/data/compactor.toml``) follow our spec (issue 5).
 """
 
 from __future__ import annotations
 
-import difflib
 import os
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
+from .._config import did_you_mean, read_toml
 from .._errors import ConfigError
 
-#: The environment variable naming a budgets file (used when no ``--config`` is given).
+#: Legacy: the environment variable naming a budgets file (used when no ``--config`` is
+#: given; wins over ``$COMPACTOR_CONFIG`` for the budgets).
 CONFIG_ENV = "COMPACTOR_BUDGETS"
 #: The context sources a profile's ``weights`` may share the budget between.
 SCOPES = ("global", "recent", "patterns")
@@ -173,24 +179,26 @@ _PROFILE_KEYS = ("budget_tokens", "weights", "description")
 _RECOMMENDATION_KEYS = ("upgrade_exceedance_rate", "downgrade_p95_usage", "min_invocations")
 
 
-def _did_you_mean(word: str, options: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}? " if close else ""
+_did_you_mean = did_you_mean
 
 
 class _Checker:
-    """Raises :class:`BudgetConfigError` with this file's name."""
+    """Raises :class:`BudgetConfigError` with this file's name; keys are written under
+    ``prefix`` (``"budgets"`` inside ``compactor.toml``, ``""`` in the old layout)."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, prefix: str = "") -> None:
         self.source = source
+        self.prefix = prefix
 
     def fail(self, key: str, problem: str, fix: str) -> BudgetConfigError:
+        key = f"{self.prefix}.{key}" if self.prefix and key else (key or self.prefix)
         return BudgetConfigError(problem, key=key, fix=fix, source=self.source)
 
     def table(self, value: Any, key: str) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):
+            full = f"{self.prefix}.{key}" if self.prefix else key
             raise self.fail(key, f"must be a table, got {_show(value)}",
-                            f"write it as [{key}] with key = value lines")
+                            f"write it as [{full}] with key = value lines")
         return value
 
     def known_keys(self, table: Mapping[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
@@ -245,8 +253,11 @@ def _profile(c: _Checker, name: str, raw: Any) -> Profile:
     return Profile(name, budget, w, desc)
 
 
-def parse_config(data: Mapping[str, Any], *, source: str = "<code>") -> BudgetConfig:
-    """Validate a parsed budgets document (the dict ``tomllib`` returns).
+def parse_config(data: Mapping[str, Any], *, source: str = "<code>",
+                 prefix: str = "") -> BudgetConfig:
+    """Validate a parsed budgets document (the dict ``tomllib`` returns; inside
+    ``compactor.toml`` that is its ``[budgets]`` table, with ``prefix="budgets"`` so errors
+    name the keys as written there).
 
     Raises:
         BudgetConfigError: the first problem found (unknown key, missing or empty
@@ -255,11 +266,12 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<code>") -> BudgetCo
             undefined profile, an unknown enforcement, alert thresholds out of order or
             out of (0, 2], recommendation thresholds out of range).
     """
-    c = _Checker(source)
+    c = _Checker(source, prefix)
     c.known_keys(data, _TABLES, "")
     if "profiles" not in data or not c.table(data["profiles"], "profiles"):
+        where = f"{prefix}.profiles" if prefix else "profiles"
         raise c.fail("profiles", "no profiles defined",
-                     "add at least one [profiles.NAME] table with budget_tokens and weights")
+                     f"add at least one [{where}.NAME] table with budget_tokens and weights")
     parsed = [_profile(c, name, raw) for name, raw in data["profiles"].items()]
     profiles = {p.name: p for p in sorted(parsed, key=lambda p: p.budget_tokens)}
     names = tuple(profiles)
@@ -314,36 +326,34 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<code>") -> BudgetCo
 
 
 def load_config(path: str | os.PathLike[str]) -> BudgetConfig:
-    """Read and validate a budgets TOML file.
+    """The budget profiles of a config file, read through the one loader
+    (:func:`compactor._config.load_config`): its ``[budgets]`` table, or the whole file
+    in the old layout (budgets tables at top level), or the shipped profiles when the
+    file has neither. The rest of the file is validated too.
 
     Raises:
         BudgetConfigError: the path is empty, the file is missing or unreadable (a
-            directory included) (``field="(file)"``), is not
-            valid TOML (``field="line N"``), or fails :func:`parse_config`.
+            directory included) (``field="(file)"``), not valid TOML (``field="line N"``),
+            a budgets value is wrong, or another table of the file is.
     """
-    source = os.fspath(path)
-    if not source.strip():
-        raise BudgetConfigError("the path is empty", key="(file)", source=repr(source),
-                                fix="pass an existing TOML file with --config or "
-                                f"${CONFIG_ENV}")
+    from .._config import load_config as load_all
+
     try:
-        raw = Path(source).read_bytes()
-    except OSError as e:
-        raise BudgetConfigError(f"cannot read the file ({e.strerror or e})", key="(file)",
-                                source=source, fix="pass an existing TOML file with --config "
-                                f"or ${CONFIG_ENV}") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise BudgetConfigError("not UTF-8 text", key="(file)", source=source,
-                                fix="save the file as UTF-8") from None
-    except tomllib.TOMLDecodeError as e:
-        msg = str(e)
-        line = msg.rsplit("(at line ", 1)[-1].split(",")[0] if "(at line " in msg else "?"
-        raise BudgetConfigError(f"invalid TOML: {msg}", key=f"line {line}", source=source,
-                                fix="correct the TOML syntax (quote strings, key = value, "
-                                "one [table] header per table)") from None
-    return parse_config(data, source=source)
+        return load_all(path).budgets
+    except ConfigError as e:
+        raise _budget_error(e) from None
+
+
+def _budget_error(e: ConfigError) -> BudgetConfigError:
+    """The one loader's error as a :class:`BudgetConfigError` (same message and key)."""
+    if isinstance(e, BudgetConfigError):
+        return e
+    head = f"{e.source}: {e.field}: "
+    text = str(e)
+    problem, _, fix = text[len(head):].partition("; fix: ") if text.startswith(head) \
+        else (text, "", "")
+    return BudgetConfigError(problem, key=e.field or "(file)", fix=fix or "see the message",
+                             source=e.source or "<code>")
 
 
 def default_config_path() -> Path:
@@ -353,15 +363,21 @@ def default_config_path() -> Path:
 
 def default_config() -> BudgetConfig:
     """The shipped profiles (our spec's four profiles and thresholds)."""
-    return load_config(default_config_path())
+    path = default_config_path()
+    return parse_config(read_toml(path), source=str(path))
 
 
 def resolve_config(path: str | os.PathLike[str] | None = None) -> BudgetConfig:
-    """``path`` (when not None), else ``$COMPACTOR_BUDGETS`` (when set and not empty),
-    else the shipped defaults.
+    """The budgets of ``path`` (when not None), else of ``$COMPACTOR_BUDGETS`` (when set
+    and not empty), else of ``$COMPACTOR_CONFIG``, else of ``./compactor.toml`` when it
+    exists, else the shipped defaults (see :func:`load_config`).
 
     Raises:
         BudgetConfigError: as :func:`load_config` (an empty ``path`` included).
     """
-    chosen = path if path is not None else (os.environ.get(CONFIG_ENV) or None)
-    return load_config(chosen) if chosen is not None else default_config()
+    from .._config import load_config as load_all
+
+    try:
+        return load_all(path).budgets
+    except ConfigError as e:
+        raise _budget_error(e) from None

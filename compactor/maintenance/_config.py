@@ -1,10 +1,12 @@
 """Maintenance configuration: TOML (``tomllib``), validated, with every default embedded.
 
-The file is the ``[maintenance]`` table of a TOML file (other top-level tables belong to
-other subsystems and are ignored); every key inside it is checked. An unknown key or a
-bad value raises :class:`compactor._errors.ConfigError` whose ``field`` is the dotted key
-(e.g. ``maintenance.tiers.full_days``), whose ``source`` is the file, and whose message
-says how to fix it.
+The settings are the ``[maintenance]`` table of ``compactor.toml``, read by the one loader
+(``compactor._config``), which also checks the file's other tables; every key inside it is
+checked here. An unknown key or a bad value raises :class:`compactor._errors.ConfigError`
+whose message is one line ``FILE: maintenance.tiers.full_days: problem; fix: ...``, whose
+``field`` is the dotted key and whose ``source`` is the file. ``store`` and ``ledger``
+default to ``[store] root`` and ``[ledger] path`` of the same file (or
+``$COMPACTOR_HOME`` / ``$COMPACTOR_LEDGER``).
 
 Defaults and where they come from:
 
@@ -21,15 +23,14 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from compactor._config import CONFIG_ENV  # noqa: F401 (the variable naming the file)
+from compactor._config import config_error, did_you_mean
 from compactor._errors import ConfigError
 
-#: Environment variable naming the config file when ``--config`` is not given.
-CONFIG_ENV = "COMPACTOR_CONFIG"
 LEVELS = ("warning", "critical")
 
 
@@ -175,8 +176,7 @@ _SECTIONS: dict[str, type] = {"tiers": TierConfig, "importance": ImportanceConfi
 
 
 def _fail(key: str, msg: str, fix: str, source: str | None) -> ConfigError:
-    where = f" in {source}" if source else ""
-    return ConfigError(f"{key}{where}: {msg}; fix: {fix}", field=key, source=source)
+    return config_error(source, key, msg, fix)
 
 
 def _number(key: str, v: Any, source: str | None, *, lo: float = 0.0, hi: float = math.inf,
@@ -254,7 +254,8 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Maintena
             for name, val in v.items():
                 if name not in known:
                     raise _fail(f"maintenance.{k}.{name}", "unknown key",
-                                f"remove it or use one of: {', '.join(sorted(known))}", source)
+                                f"{did_you_mean(name, known)}remove it or use one of: "
+                                f"{', '.join(sorted(known))}", source)
                 vals[name] = _check_field(k, name, val, source)
             sections[k] = cls(**vals)
         elif k in scalar_names:
@@ -262,7 +263,8 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Maintena
         else:
             known = sorted(scalar_names | set(_SECTIONS))
             raise _fail(f"maintenance.{k}", "unknown key",
-                        f"remove it or use one of: {', '.join(known)}", source)
+                        f"{did_you_mean(k, known)}remove it or use one of: "
+                        f"{', '.join(known)}", source)
     cfg = replace(base, **top, **sections, source=source)
     t = cfg.tiers
     if not t.full_days < t.key_points_days < t.brief_days:
@@ -282,38 +284,26 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Maintena
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> MaintenanceConfig:
-    """The config from ``path``, else from ``$COMPACTOR_CONFIG``, else the defaults (store
-    ``$COMPACTOR_HOME`` or ``./compactor-data``, ledger ``$COMPACTOR_LEDGER`` or
-    ``./compactor-ledger/ledger.jsonl``). Relative paths inside a file are relative to it.
+    """The ``[maintenance]`` settings of ``compactor.toml``, read through the one loader
+    (:func:`compactor._config.load_config`): the file ``path``, else ``$COMPACTOR_CONFIG``,
+    else ``./compactor.toml`` when it exists, else the defaults. The store is
+    ``[maintenance] store``, else ``[store] root`` / ``$COMPACTOR_HOME``, else
+    ``./compactor-data``; the ledger ``[maintenance] ledger``, else ``[ledger] path`` /
+    ``$COMPACTOR_LEDGER``, else ``./compactor-ledger/ledger.jsonl``. Relative paths inside
+    a file are relative to it.
 
     Raises:
-        ConfigError: the file is missing, is not TOML, or fails :func:`parse_config`.
+        ConfigError: the file is missing, unreadable or not TOML (``field="config"``), or
+            any of its tables fails validation (:func:`parse_config` for this one).
     """
-    env_store = os.environ.get("COMPACTOR_HOME")
-    env_ledger = os.environ.get("COMPACTOR_LEDGER")
-    defaults = MaintenanceConfig(store=Path(env_store or "compactor-data"),
-                                 ledger=Path(env_ledger or "compactor-ledger/ledger.jsonl"))
-    path = path or os.environ.get(CONFIG_ENV) or None
-    if path is None:
-        return defaults
-    src = str(path)
+    from compactor._config import load_config as load_all
+
     try:
-        with open(src, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {src} does not exist; fix: pass an existing file to "
-                          f"--config (or unset ${CONFIG_ENV})", field="config", source=src)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file {src} is not valid TOML ({e}); fix: correct the syntax",
-                          field="config", source=src) from e
-    except OSError as e:
-        raise ConfigError(f"config file {src} cannot be read ({e.strerror or e}); fix: pass a "
-                          f"readable TOML file to --config (or ${CONFIG_ENV})", field="config",
-                          source=src) from e
-    cfg = parse_config(data, src)
-    raw = data.get("maintenance", {})
-    return replace(cfg, store=cfg.store if "store" in raw else defaults.store,
-                   ledger=cfg.ledger if "ledger" in raw else defaults.ledger)
+        return load_all(path).maintenance
+    except ConfigError as e:
+        if e.field == "(file)":
+            e.field = "config"  # this loader's name for the file itself, kept for callers
+        raise
 
 
 #: The defaults as a TOML document (printed by ``compactor maintain --print-config``).
