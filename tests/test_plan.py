@@ -47,7 +47,8 @@ def test_keep_recent_snaps_outward_to_unit_boundaries(counter):
     n = len(msgs)
     assert set(range(n - 6, n)) <= set(p.kept)
     first = min(i for i in p.kept)
-    assert msgs[first]["role"] == "user" or msgs[first]["role"] == "assistant"
+    assert first <= n - 6 and set(p.kept) == set(range(first, n))  # one recent suffix
+    # the suffix does not start inside a unit: its first message answers no earlier call
     assert not (msgs[first]["role"] == "user" and isinstance(msgs[first]["content"], list)
                 and msgs[first]["content"][0].get("type") == "tool_result")
 

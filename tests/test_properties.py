@@ -1,5 +1,6 @@
 """Property tests: any valid history stays valid after compaction, and nothing is lost
-without its hash."""
+without its hash. Validity is judged by the independent checker
+(``compactor.testing._rules``), not by the ``compactor.validate`` under test."""
 
 import asyncio
 
@@ -7,8 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compactor import (ContextOverflowError, Format, HeuristicCounter, MessageCompactor,
-                       PlanConfig, content_hash, validate)
+                       PlanConfig, content_hash)
 from compactor._format import is_summary
+from compactor.testing import _rules
 
 WORDS = st.lists(st.sampled_from("alpha beta gamma ORD-1234 2024-05-15 $120.50 src/a.py "
                                  "error fixed deploy HAT001 Mia Li please must".split()),
@@ -68,7 +70,17 @@ def openai_history(draw):
     return msgs
 
 
+def problems(msgs, fmt, *, thinking=False):
+    """The provider rules ``msgs`` breaks, by the independent checker."""
+    if fmt is Format.ANTHROPIC:
+        return _rules.anthropic_problems(msgs, thinking=thinking)
+    return _rules.openai_problems(msgs)
+
+
 def check(msgs, fmt, window, keep_recent):
+    assert problems(msgs, fmt) == []                             # the generator's histories
+    # with extended thinking on, a history that keeps the thinking rule must still keep it
+    thinking = fmt is Format.ANTHROPIC and problems(msgs, fmt, thinking=True) == []
     counter = HeuristicCounter()
     snapshot = [content_hash(m) for m in msgs]
     comp = MessageCompactor(counter=counter, window=window,
@@ -79,7 +91,7 @@ def check(msgs, fmt, window, keep_recent):
         assert e.floor_tokens + e.summary_tokens > e.window_tokens
         return
     assert [content_hash(m) for m in msgs] == snapshot          # input untouched
-    assert validate(r.messages, fmt) == []                       # still valid
+    assert problems(r.messages, fmt, thinking=thinking) == []   # still valid
     assert comp.count_request(r.messages, fmt=fmt) <= window     # inside the window
     kept = [m for m in r.messages if not is_summary(m, fmt)]
     kept_ids = {id(m) for m in kept}

@@ -2,6 +2,11 @@
 Messages API and OpenAI chat completions closely enough for the real SDKs, validates
 every request against the provider rules, records everything, and misbehaves on cue.
 
+The message rules (tool pairing, roles, thinking) are judged by ``_rules.py``, a checker
+written separately from ``compactor.validate``, so the server is an independent oracle of
+what the compactor sends; the request-level rules (model, max_tokens, system, tools,
+cache_control, prefill, extra fields) come from ``_wire.py``.
+
 It runs a stdlib ``ThreadingHTTPServer`` in a background thread (one thread per
 connection, so concurrent requests are served concurrently). The protocol logic lives
 in ``_wire.py``; this module only reads requests, applies scripted faults and writes bytes.
@@ -23,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Mapping, Union
 from urllib.parse import urlsplit
 
+from . import _rules
 from ._wire import (PromptCache, ProviderTokenizer, RecordedRequest, ReferenceTokenizer, Reply,
                     RequestViolation, anthropic_error, chat_body, check_chat_request,
                     check_messages_request, last_user_text, message_body, openai_error,
@@ -162,9 +168,10 @@ class LoopbackServer:
 
     Endpoints: ``POST /v1/messages`` (JSON or SSE with ``"stream": true``),
     ``POST /v1/messages/count_tokens`` and ``POST /v1/chat/completions`` (JSON or SSE).
-    Every Messages / chat request is validated (see ``check_messages_request`` /
-    ``check_chat_request``); an invalid one gets HTTP 400 with the provider's error
-    body and is listed in :attr:`violations`.
+    Every Messages / chat request is validated: its request-level fields as
+    ``check_messages_request`` / ``check_chat_request`` say, its messages by the
+    independent checker in ``_rules.py`` (not ``compactor.validate``); an invalid one
+    gets HTTP 400 with the provider's error body and is listed in :attr:`violations`.
 
     Args:
         responder: ``(request) -> Reply | str``, the model (default: :func:`echo_responder`).
@@ -332,6 +339,27 @@ class LoopbackServer:
         return f"{prefix}{next(self._ids):08d}"
 
 
+def _request_rules(found: list[tuple[str, int | None, str]]) -> list[tuple[str, int | None, str]]:
+    """The request-level findings of ``_wire``'s checks (its message-level findings, made
+    with ``compactor.validate``, are dropped: :func:`_message_rules` judges messages)."""
+    return [f for f in found if f[0] not in _rules.MESSAGE_RULES]
+
+
+def _message_rules(body: Any, *, chat: bool) -> list[tuple[str, int | None, str]]:
+    """The message rules ``body["messages"]`` breaks, by the independent checker
+    (extended thinking on when ``body["thinking"]["type"] == "enabled"``)."""
+    if not isinstance(body, Mapping):
+        return []
+    msgs = body.get("messages")
+    if chat:
+        found = _rules.openai_problems(msgs)
+    else:
+        th = body.get("thinking")
+        found = _rules.anthropic_problems(
+            msgs, thinking=isinstance(th, Mapping) and th.get("type") == "enabled")
+    return [(b.rule, b.index, b.detail) for b in found]
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "compactor-loopback/1"
@@ -421,10 +449,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._req_id = f"req_loop_{rec.seq:06d}"
         chat = path == CHAT_PATH
         if path in (MESSAGES_PATH, COUNT_TOKENS_PATH):
-            found = check_messages_request(body, allow_prefill=owner.allow_prefill,
-                                           count_tokens=path == COUNT_TOKENS_PATH)
+            found = _request_rules(check_messages_request(
+                body, allow_prefill=owner.allow_prefill, count_tokens=path == COUNT_TOKENS_PATH))
+            found += _message_rules(body, chat=False)
         elif chat:
-            found = check_chat_request(body)
+            found = _request_rules(check_chat_request(body)) + _message_rules(body, chat=True)
         else:
             owner._finish(rec, 404, None)
             self._send_json(404, anthropic_error(404, f"no route for POST {path}"))

@@ -1,0 +1,241 @@
+"""An independent checker of the providers' message rules, for tests.
+
+Written from the providers' documented rules (``docs/provider-rules.md`` and the
+Anthropic Messages API / OpenAI chat completions references it cites), separately from
+:func:`compactor.validate`: it imports nothing from the compactor's core (no ``_validate``,
+``_units`` or ``_format``), so a bug there cannot hide itself. The loopback server and
+the property tests judge what the compactor sends with this module; ``compactor.validate``
+is the code under test.
+
+Rule codes are those of ``compactor.validate`` where the rule is the same (so the two can
+be compared), plus ``thinking_first`` and ``thinking_block``:
+
+Anthropic Messages API
+    ``empty_messages`` (not a list, or empty), ``shape`` (a message that is not an object
+    with a string role, a content block that is not an object with a string type),
+    ``role`` (only user/assistant), ``empty_content`` ("" or []), ``misplaced_block``
+    (tool_use in a user message, tool_result in an assistant one), ``duplicate_tool_id``
+    (a tool_use id twice in the request), ``unanswered_call`` (a tool_use not answered
+    by a tool_result in the immediately following user message), ``orphan_result`` (a
+    tool_result whose id the immediately preceding assistant message did not open),
+    ``duplicate_result`` (one tool_use answered twice), ``result_order`` (a tool_result
+    after another kind of block), ``thinking_block`` (a thinking block without its
+    signature, a redacted_thinking block without its data) and, with extended thinking
+    on, ``thinking_first`` (the assistant turn of the tool-use loop in progress does not
+    start with a thinking block). Consecutive same-role messages are accepted (the API
+    combines them), so there is no alternation rule.
+OpenAI chat completions
+    ``empty_messages``, ``shape``, ``role`` (system/developer/user/assistant/tool),
+    ``empty_content`` (empty user/system/developer content; an assistant message with
+    neither content nor tool_calls), ``arguments_type`` (``function.arguments`` not a
+    string), ``unanswered_call`` (a tool_calls id not answered by the tool messages that
+    follow it, before the next non-tool message), ``orphan_result`` (a tool message that
+    does not answer an id of the assistant message its run of tool messages follows),
+    ``duplicate_result`` (one id answered twice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Broken", "anthropic_problems", "openai_problems", "MESSAGE_RULES"]
+
+#: Every rule code this module reports (the request-level rules are checked elsewhere).
+MESSAGE_RULES = frozenset({
+    "empty_messages", "shape", "role", "empty_content", "misplaced_block",
+    "duplicate_tool_id", "unanswered_call", "orphan_result", "duplicate_result",
+    "result_order", "arguments_type", "thinking_first", "thinking_block"})
+
+_THINKING = ("thinking", "redacted_thinking")
+
+
+@dataclass(frozen=True)
+class Broken:
+    """One broken rule: ``rule`` (a code above), ``index`` (message index; None: the whole
+    list), ``detail`` (what is wrong, in the provider's words where it has some)."""
+
+    rule: str
+    index: int | None
+    detail: str
+
+
+def _content_blocks(m: Mapping[str, Any]) -> list[Any]:
+    c = m.get("content")
+    return list(c) if isinstance(c, list) else []
+
+
+def _ids(blocks: list[Any], kind: str, key: str) -> list[str]:
+    return [str(b.get(key)) for b in blocks if isinstance(b, Mapping) and b.get("type") == kind]
+
+
+def anthropic_problems(messages: Any, *, thinking: bool = False,
+                       open_calls_at_end: bool = False) -> list[Broken]:
+    """The Anthropic Messages API rules ``messages`` breaks (empty when it keeps them).
+
+    Args:
+        messages: the request's ``messages`` (the system prompt is not one of them).
+        thinking: extended thinking is on (the request has ``thinking.type == "enabled"``).
+        open_calls_at_end: accept tool_use blocks in the last message with no result yet.
+    """
+    if not isinstance(messages, list) or not messages:
+        return [Broken("empty_messages", None, "messages: at least one message is required")]
+    out: list[Broken] = []
+    seen_tool_ids: set[str] = set()
+    ok: list[bool] = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping) or not isinstance(m.get("role"), str):
+            out.append(Broken("shape", i, "a message is an object with a string role"))
+            ok.append(False)
+            continue
+        if m["role"] not in ("user", "assistant"):
+            out.append(Broken("role", i, f"unexpected role {m['role']!r}: only user and "
+                              "assistant (system is a top-level parameter)"))
+            ok.append(False)
+            continue
+        c = m.get("content")
+        if c is None or c == "" or c == []:
+            out.append(Broken("empty_content", i, "content must not be empty"))
+        elif not isinstance(c, (str, list)):
+            out.append(Broken("shape", i, "content is a string or a list of blocks"))
+        bl = _content_blocks(m)
+        for b in bl:
+            if not isinstance(b, Mapping) or not isinstance(b.get("type"), str):
+                out.append(Broken("shape", i, "a content block is an object with a string type"))
+            elif b["type"] == "thinking" and not isinstance(b.get("signature"), str):
+                out.append(Broken("thinking_block", i, "thinking block without its signature"))
+            elif b["type"] == "redacted_thinking" and not isinstance(b.get("data"), str):
+                out.append(Broken("thinking_block", i, "redacted_thinking block without data"))
+        uses, results = _ids(bl, "tool_use", "id"), _ids(bl, "tool_result", "tool_use_id")
+        if m["role"] == "user" and uses:
+            out.append(Broken("misplaced_block", i, "tool_use blocks belong in assistant messages"))
+        if m["role"] == "assistant" and results:
+            out.append(Broken("misplaced_block", i, "tool_result blocks belong in user messages"))
+        for t in uses:
+            if t in seen_tool_ids:
+                out.append(Broken("duplicate_tool_id", i, f"tool_use ids must be unique: {t}"))
+            seen_tool_ids.add(t)
+        ok.append(True)
+    for i, m in enumerate(messages):
+        if not ok[i]:
+            continue
+        bl = _content_blocks(m)
+        if m["role"] == "assistant":
+            uses = _ids(bl, "tool_use", "id")
+            if not uses or (i == len(messages) - 1 and open_calls_at_end):
+                continue
+            nxt = messages[i + 1] if i + 1 < len(messages) else None
+            answered: set[str] = set()
+            if nxt is not None and ok[i + 1] and nxt.get("role") == "user":
+                answered = set(_ids(_content_blocks(nxt), "tool_result", "tool_use_id"))
+            for t in uses:
+                if t not in answered:
+                    out.append(Broken("unanswered_call", i, f"tool_use ids were found without "
+                                      f"tool_result blocks immediately after: {t}"))
+            continue
+        results = _ids(bl, "tool_result", "tool_use_id")
+        if not results:
+            continue
+        kinds = [b.get("type") if isinstance(b, Mapping) else None for b in bl]
+        if kinds[:len(results)] != ["tool_result"] * len(results):
+            out.append(Broken("result_order", i, "tool_result blocks must come first in content"))
+        prev = messages[i - 1] if i > 0 else None
+        opened = set(_ids(_content_blocks(prev), "tool_use", "id")) \
+            if i > 0 and ok[i - 1] and prev.get("role") == "assistant" else set()
+        for k, t in enumerate(results):
+            if t not in opened:
+                out.append(Broken("orphan_result", i, "unexpected tool_use_id found in "
+                                  f"tool_result blocks: {t} (no tool_use in the previous message)"))
+            elif t in results[:k]:
+                out.append(Broken("duplicate_result", i, f"tool_use {t} answered twice"))
+    if thinking and all(ok):
+        out.extend(_thinking_loop(messages))
+    return sorted(out, key=lambda b: -1 if b.index is None else b.index)
+
+
+def _thinking_loop(messages: list[Any]) -> list[Broken]:
+    """With extended thinking on, the assistant turn of a tool-use loop in progress must
+    start with a thinking block: when the last message carries tool results, walk back
+    over the loop (assistant messages and tool-result messages) to the user message that
+    started it; the first assistant message after it must open with thinking."""
+    def has_results(m: Mapping[str, Any]) -> bool:
+        return bool(_ids(_content_blocks(m), "tool_result", "tool_use_id"))
+
+    last = messages[-1]
+    if last.get("role") != "user" or not has_results(last):
+        return []
+    k = len(messages) - 1
+    while k >= 0 and (messages[k].get("role") == "assistant" or has_results(messages[k])):
+        k -= 1
+    first = next((j for j in range(k + 1, len(messages))
+                  if messages[j].get("role") == "assistant"), None)
+    if first is None:
+        return []
+    bl = _content_blocks(messages[first])
+    if bl and isinstance(bl[0], Mapping) and bl[0].get("type") in _THINKING:
+        return []
+    return [Broken("thinking_first", first, "Expected `thinking` or `redacted_thinking`, but "
+                   "found another block: the assistant turn of the tool-use loop in progress "
+                   "must start with its thinking block")]
+
+
+def openai_problems(messages: Any, *, open_calls_at_end: bool = False) -> list[Broken]:
+    """The OpenAI chat completions rules ``messages`` breaks (empty when it keeps them).
+
+    Args:
+        messages: the request's ``messages``.
+        open_calls_at_end: accept tool_calls in the last message with no tool messages yet.
+    """
+    if not isinstance(messages, list) or not messages:
+        return [Broken("empty_messages", None, "messages: at least one message is required")]
+    out: list[Broken] = []
+    opener: int | None = None     # the assistant message the current run of tool messages answers
+    waiting: list[str] = []       # its ids not answered yet
+    done: set[str] = set()
+
+    def close_run() -> None:
+        if opener is not None and waiting and not (open_calls_at_end and
+                                                  opener == len(messages) - 1):
+            for t in waiting:
+                out.append(Broken("unanswered_call", opener, "An assistant message with "
+                                  "'tool_calls' must be followed by tool messages responding "
+                                  f"to each 'tool_call_id': {t}"))
+
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping) or not isinstance(m.get("role"), str):
+            out.append(Broken("shape", i, "a message is an object with a string role"))
+            continue
+        role, c = m["role"], m.get("content")
+        if role == "tool":
+            t = str(m.get("tool_call_id"))
+            if opener is None or (t not in waiting and t not in done):
+                out.append(Broken("orphan_result", i, "messages with role 'tool' must be a "
+                                  "response to a preceding message with 'tool_calls'"))
+            elif t in done:
+                out.append(Broken("duplicate_result", i, f"tool_call_id {t} answered twice"))
+            else:
+                waiting.remove(t)
+                done.add(t)
+            continue
+        close_run()
+        opener, waiting, done = None, [], set()
+        if role not in ("system", "developer", "user", "assistant"):
+            out.append(Broken("role", i, f"unexpected role {role!r}"))
+            continue
+        calls = (m.get("tool_calls") or []) if role == "assistant" else []
+        if role != "assistant" and (c is None or c == "" or c == []):
+            out.append(Broken("empty_content", i, f"a {role} message needs content"))
+        if role == "assistant" and not calls and (c is None or c == "" or c == []):
+            out.append(Broken("empty_content", i, "an assistant message needs content or "
+                              "tool_calls"))
+        for call in calls if isinstance(calls, list) else []:
+            fn = call.get("function") if isinstance(call, Mapping) else None
+            if not isinstance(fn, Mapping) or not isinstance(fn.get("arguments"), str):
+                out.append(Broken("arguments_type", i, "function.arguments must be a JSON string"))
+        ids = [str(call.get("id")) for call in calls if isinstance(call, Mapping)] \
+            if isinstance(calls, list) else []
+        if ids:
+            opener, waiting = i, ids
+    close_run()
+    return sorted(out, key=lambda b: -1 if b.index is None else b.index)

@@ -1,0 +1,109 @@
+"""``compactor.validate`` flags every documented provider rule that the independent
+checker (``compactor.testing._rules``, written separately from the providers' docs) flags,
+on one hand-built history per rule; the loopback server rejects such a request by the
+independent checker."""
+
+import httpx
+import pytest
+
+from compactor import Format, validate
+from compactor.testing import LoopbackServer
+from compactor.testing._rules import anthropic_problems, openai_problems
+
+from builders import a_calls, a_text, a_user, o_calls
+
+
+def _doubled_result():
+    call, res = a_calls("a", "b")
+    return [a_user("hi"), call, dict(res, content=[*res["content"], res["content"][0]])]
+
+
+def _anthropic_cases():
+    call, res = a_calls("a")
+    call2, res2 = a_calls("b")
+    return {
+        "duplicate_result": _doubled_result(),
+        "unanswered_call": [a_user("hi"), call, a_user("no results"), a_text("x"), a_user("q")],
+        "orphan_result": [a_user("hi"), a_text("no call"), res],
+        "result_order": [a_user("hi"), call,
+                         dict(res, content=[{"type": "text", "text": "first"}, *res["content"]])],
+        "duplicate_tool_id": [a_user("hi"), call, res, call, res],
+        "misplaced_block": [a_user("hi"), call, res, {"role": "user", "content": call["content"]},
+                            a_text("x"), a_user("q")],
+        "role": [{"role": "system", "content": "s"}, a_user("hi")],
+        "empty_content": [a_user("")],
+        "empty_messages": [],
+        # results repeated two messages after their call: not immediately after it
+        "orphan_result/late": [a_user("hi"), call2, res2, a_text("x"), res2, a_user("q")],
+    }
+
+
+def _openai_cases():
+    ok = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"},
+          *o_calls("f", "g"), {"role": "assistant", "content": "done"}]
+    calls = o_calls("f")
+    calls[0]["tool_calls"][0]["function"]["arguments"] = {"q": 1}
+    return {
+        "unanswered_call": ok[:3] + ok[4:],
+        "orphan_result": [{"role": "user", "content": "u"},
+                          {"role": "tool", "tool_call_id": "zz", "content": "x"}],
+        "duplicate_result": ok[:4] + [ok[3]] + ok[4:],
+        "arguments_type": [{"role": "user", "content": "u"}, *calls,
+                           {"role": "assistant", "content": "ok"}],
+        "role": [{"role": "human", "content": "u"}],
+        "empty_content": [{"role": "user", "content": ""}],
+    }
+
+
+@pytest.mark.parametrize("rule", sorted(_anthropic_cases()))
+def test_anthropic_rule_is_flagged_by_both_checkers(rule):
+    """Each broken Anthropic history is flagged with its rule by the independent checker
+    and by compactor.validate (e.g. a doubled tool_result is duplicate_result)."""
+    msgs = _anthropic_cases()[rule]
+    rule = rule.split("/")[0]
+    assert rule in {b.rule for b in anthropic_problems(msgs)}
+    assert rule in {v.rule for v in validate(msgs, Format.ANTHROPIC)}
+
+
+@pytest.mark.parametrize("rule", sorted(_openai_cases()))
+def test_openai_rule_is_flagged_by_both_checkers(rule):
+    """Each broken OpenAI history is flagged with its rule by both checkers."""
+    msgs = _openai_cases()[rule]
+    assert rule in {b.rule for b in openai_problems(msgs)}
+    assert rule in {v.rule for v in validate(msgs, Format.OPENAI)}
+
+
+def test_valid_histories_pass_both_checkers():
+    """Pairs, parallel calls, thinking and same-role runs are legal for both checkers."""
+    call, res = a_calls("a", "b", "c", thinking=True)
+    msgs = [a_user("hi"), a_user("again"), call, res, a_text("x"), a_text("y"), a_user("ok")]
+    assert anthropic_problems(msgs, thinking=True) == [] == validate(msgs, Format.ANTHROPIC)
+    o = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"},
+         *o_calls("f", "g"), {"role": "assistant", "content": "done"}, {"role": "user", "content": "k"}]
+    assert openai_problems(o) == [] == validate(o, Format.OPENAI)
+
+
+def test_thinking_loop_in_progress_must_open_with_its_thinking_block():
+    """With extended thinking on, a tool loop in progress whose first assistant message
+    lost its thinking block is flagged; the same loop with it is accepted."""
+    c1, r1 = a_calls("a", thinking=True)
+    c2, r2 = a_calls("b")
+    assert anthropic_problems([a_user("go"), c1, r1, c2, r2], thinking=True) == []
+    got = anthropic_problems([a_user("summary of earlier turns"), c2, r2], thinking=True)
+    assert [(b.rule, b.index) for b in got] == [("thinking_first", 1)]
+    assert anthropic_problems([a_user("summary of earlier turns"), c2, r2]) == []
+
+
+def test_loopback_server_rejects_a_doubled_tool_result():
+    """The loopback server answers a request with a doubled tool_result with HTTP 400 and
+    records a duplicate_result violation (judged by the independent checker)."""
+    body = {"model": "claude-sonnet-4-6", "max_tokens": 64, "messages": _doubled_result()}
+    with LoopbackServer() as server:
+        r = httpx.post(server.url + "/v1/messages", json=body, timeout=30,
+                       headers={"x-api-key": "test-key", "anthropic-version": "2023-06-01"})
+        assert r.status_code == 400
+        assert [v.rule for v in server.violations] == ["duplicate_result"]
+        ok = dict(body, messages=[a_user("hi")])
+        r = httpx.post(server.url + "/v1/messages", json=ok, timeout=30,
+                       headers={"x-api-key": "test-key", "anthropic-version": "2023-06-01"})
+        assert r.status_code == 200 and len(server.violations) == 1
