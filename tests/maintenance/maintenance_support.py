@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,12 @@ def fleet(fleet_template, tmp_path) -> Fleet:
 def small_fleet(small_template, tmp_path) -> Fleet:
     """A fresh copy of a 25-session fleet over 400 days (24 tau-bench runs, 1 LoCoMo)."""
     return _copy(small_template, tmp_path)
+
+
+def site_args(root: Path, *extra: str, now: datetime = fleet_mod.NOW) -> list[str]:
+    """``EXTRA --store ROOT/store --ledger ROOT/ledger/ledger.jsonl --now NOW`` (NOW in UTC)."""
+    return [*extra, "--store", str(root / "store"), "--ledger",
+            str(root / "ledger" / "ledger.jsonl"), "--now", now.strftime("%Y-%m-%dT%H:%M:%SZ")]
 
 
 def cli(argv: list[str]) -> tuple[int, str, str]:

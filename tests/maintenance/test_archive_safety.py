@@ -1,37 +1,25 @@
-"""Gaps found in the second review: a damaged archive skips one session instead of failing
-every run, `archive add` and `restore --to-store` take the session lock before they check,
-`archive show` of an unknown id exits 1 like the other archive commands, and rotation
-closes the file it reads."""
+"""Archived sessions are never lost or overwritten: a damaged archive skips that one
+session instead of failing every run, an entry naming another session's payload cannot
+delete it, `archive add` and `restore --to-store` check under the session lock, and every
+`archive` command exits 1 with one line for an unknown id."""
 
 from __future__ import annotations
 
-import gc
 import json
-import warnings
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from filelock import FileLock
 
 from compactor import content_hash
-from fleet import NOW, small_store, write_ledger
-from maintenance_support import cli, cli_json
+from fleet import NOW, small_store
+from maintenance_support import cli, cli_json, site_args
 from compactor._store import SessionStore
 from compactor.ledger import read_records
 from compactor.maintenance import Maintenance, MaintenanceConfig, entries
 from compactor.maintenance._archive import ArchiveError
 
 LATER = NOW + timedelta(days=15)
-
-
-_store = small_store
-
-
-def _args(root: Path, *extra: str, now=NOW) -> list[str]:
-    return [*extra, "--store", str(root / "store"), "--ledger",
-            str(root / "ledger" / "ledger.jsonl"), "--now",
-            now.strftime("%Y-%m-%dT%H:%M:%SZ")]
 
 
 def _damage(e, how: str) -> None:
@@ -51,8 +39,8 @@ def test_damaged_payload_is_skipped_and_reported_not_fatal(tmp_path, how):
     run: that session is left byte-for-byte as it is, the other sessions are re-tiered,
     retention and vacuum still run, the CLI and the ledger record name the skipped session,
     the run exits 1 (warning) and `health` stays critical."""
-    msgs = _store(tmp_path, {"s-bad": 20, "s-ok": 25, "s-old": 100})
-    assert cli(_args(tmp_path, "maintain", "--run"))[0] == 0
+    msgs = small_store(tmp_path, {"s-bad": 20, "s-ok": 25, "s-old": 100})
+    assert cli(site_args(tmp_path, "maintain", "--run"))[0] == 0
     arch = tmp_path / "store" / "archive"
     bad = entries(arch)["s-bad"]
     _damage(bad, how)
@@ -62,7 +50,7 @@ def test_damaged_payload_is_skipped_and_reported_not_fatal(tmp_path, how):
     conf = tmp_path / "c.toml"
     conf.write_text("[maintenance.retention]\ndelete_metadata_only_after_days = 110\n")
 
-    code, out, err = cli(_args(tmp_path, "maintain", "--run", "--config", str(conf), now=LATER))
+    code, out, err = cli(site_args(tmp_path, "maintain", "--run", "--config", str(conf), now=LATER))
     assert code == 1, (out, err)
     assert "skipped s-bad" in out and "warning" in out
     after = {p: p.read_bytes() for p in (bad.path, bad.payload_path) if p.exists()}
@@ -79,13 +67,33 @@ def test_damaged_payload_is_skipped_and_reported_not_fatal(tmp_path, how):
     assert rec["skipped"][0]["reason"] and rec["deleted"] == ["s-old"]
     assert not (tmp_path / "store" / ".maintenance" / "journal.jsonl").exists()
 
-    hcode, h = cli_json(_args(tmp_path, "health", now=LATER))
+    hcode, h = cli_json(site_args(tmp_path, "health", now=LATER))
     assert hcode == 2 and any("s-bad" in a["message"] for a in h["alerts"])
     # and again: the next run skips it again (it never fails), json names it too
-    code2, rep2 = cli_json(_args(tmp_path, "maintain", "--run", now=LATER))
+    code2, rep2 = cli_json(site_args(tmp_path, "maintain", "--run", now=LATER))
     assert code2 == 1 and rep2["status"] == "warning"
     assert [s["session_id"] for s in rep2["skipped"]] == ["s-bad"]
     assert {p: p.read_bytes() for p in (bad.path, bad.payload_path) if p.exists()} == before
+
+
+def test_entry_naming_another_payload_cannot_delete_it(tmp_path):
+    """An archive entry whose `lossless.file` names another session's payload is refused
+    (health reports it), so retention cannot delete that other session's data."""
+    small_store(tmp_path, {"s-a": 200, "s-b": 201})
+    assert cli(site_args(tmp_path, "maintain", "--run"))[0] == 0
+    arch = entries(tmp_path / "store" / "archive")
+    a, b = arch["s-a"], arch["s-b"]
+    assert a.path.parent == b.path.parent
+    assert cli(["archive", "mark", "s-b", *site_args(tmp_path)])[0] == 0
+    data = json.loads(a.path.read_text())
+    data["lossless"]["file"] = b.payload_path.name
+    a.path.write_text(json.dumps(data))
+    conf = tmp_path / "c.toml"
+    conf.write_text("[maintenance.retention]\ndelete_metadata_only_after_days = 150\n")
+    cli(site_args(tmp_path, "maintain", "--run", "--config", str(conf)))
+    assert entries(tmp_path / "store" / "archive")["s-b"].messages()   # still restorable
+    code, h = cli_json(site_args(tmp_path, "health"))
+    assert code == 2 and any("archive_integrity" in x["message"] for x in h["alerts"])
 
 
 def test_archive_add_refuses_a_session_being_written_to(tmp_path, monkeypatch):
@@ -94,14 +102,14 @@ def test_archive_add_refuses_a_session_being_written_to(tmp_path, monkeypatch):
     import compactor.maintenance._maintain as mm
 
     monkeypatch.setattr(mm, "SESSION_LOCK_TIMEOUT_S", 0.2)
-    msgs = _store(tmp_path, {"s-busy": 1})
+    msgs = small_store(tmp_path, {"s-busy": 1})
     d = SessionStore(tmp_path / "store").session_dir("s-busy")
     with FileLock(str(d / ".lock")):
-        code, out, err = cli(_args(tmp_path, "archive", "add", "s-busy"))
+        code, out, err = cli(site_args(tmp_path, "archive", "add", "s-busy"))
     assert code == 1 and "being written to" in err and len(err.strip().splitlines()) == 1
     assert "s-busy" not in entries(tmp_path / "store" / "archive")
     assert SessionStore(tmp_path / "store").restore("s-busy") == msgs["s-busy"]
-    assert cli(_args(tmp_path, "archive", "add", "s-busy"))[0] == 0    # free: archived
+    assert cli(site_args(tmp_path, "archive", "add", "s-busy"))[0] == 0    # free: archived
     assert entries(tmp_path / "store" / "archive")["s-busy"].messages() == msgs["s-busy"]
 
 
@@ -110,7 +118,7 @@ def test_archive_add_refuses_a_session_written_to_since_it_was_read(tmp_path, mo
     the lock: refused, exit 1, nothing archived."""
     import compactor.maintenance._maintain as mm
 
-    _store(tmp_path, {"s-w": 1})
+    small_store(tmp_path, {"s-w": 1})
     st = SessionStore(tmp_path / "store")
     real = mm.Maintenance._locked
 
@@ -119,7 +127,7 @@ def test_archive_add_refuses_a_session_written_to_since_it_was_read(tmp_path, mo
         st.append("s-w", [(2, content_hash(extra), extra)])
         return real(self, timeout_s)
     monkeypatch.setattr(mm.Maintenance, "_locked", locked)
-    code, _, err = cli(_args(tmp_path, "archive", "add", "s-w"))
+    code, _, err = cli(site_args(tmp_path, "archive", "add", "s-w"))
     assert code == 1 and "being written to" in err
     assert "s-w" not in entries(tmp_path / "store" / "archive")
     assert len(st.restore("s-w")) == 3
@@ -130,8 +138,8 @@ def test_restore_to_store_checks_under_the_lock(tmp_path, monkeypatch):
     lock is not overwritten: the check runs under the lock."""
     import compactor.maintenance._maintain as mm
 
-    _store(tmp_path, {"s-r": 200})
-    assert cli(_args(tmp_path, "maintain", "--run"))[0] == 0
+    small_store(tmp_path, {"s-r": 200})
+    assert cli(site_args(tmp_path, "maintain", "--run"))[0] == 0
     d = SessionStore(tmp_path / "store").session_dir("s-r")
     assert not d.exists() or not any(p.name != ".lock" for p in d.iterdir())
     real = mm.Maintenance._locked
@@ -151,27 +159,10 @@ def test_restore_to_store_checks_under_the_lock(tmp_path, monkeypatch):
 def test_archive_show_and_mark_of_an_unknown_id_exit_1(tmp_path):
     """Like `archive restore`, `archive show` and `mark` of an unknown id print one line
     and exit 1 (the documented code for a missing archive)."""
-    _store(tmp_path, {"s-a": 200})
-    assert cli(_args(tmp_path, "maintain", "--run"))[0] == 0
+    small_store(tmp_path, {"s-a": 200})
+    assert cli(site_args(tmp_path, "maintain", "--run"))[0] == 0
     for cmd in (["archive", "show", "nope"], ["archive", "mark", "nope"],
                 ["archive", "restore", "nope"], ["archive", "add", "nope"]):
-        code, out, err = cli(_args(tmp_path, *cmd))
+        code, out, err = cli(site_args(tmp_path, *cmd))
         assert code == 1 and "nope" in err and len(err.strip().splitlines()) == 1, cmd
-    assert cli(_args(tmp_path, "archive", "show", "s-a"))[0] == 0
-
-
-def test_rotate_closes_the_segment_it_reads(tmp_path):
-    """Rotation reads the active segment's first line in a with-block: no file handle is
-    left for the garbage collector (no ResourceWarning)."""
-    ledger = tmp_path / "ledger" / "ledger.jsonl"
-    write_ledger(ledger, last=NOW - timedelta(hours=1), days=1)
-    m = Maintenance(MaintenanceConfig(store=tmp_path / "store", ledger=ledger),
-                    now=NOW + timedelta(days=1))
-    with warnings.catch_warnings(record=True) as got:
-        warnings.simplefilter("always", ResourceWarning)
-        rep = m.run(("rotate",))
-        gc.collect()
-    assert rep.status == "ok" and "rotate_segment" in rep.counts()
-    leaks = [w for w in got if issubclass(w.category, ResourceWarning) and "ledger" in
-             str(w.message)]
-    assert not leaks, [str(w.message) for w in leaks]
+    assert cli(site_args(tmp_path, "archive", "show", "s-a"))[0] == 0
