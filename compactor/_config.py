@@ -488,10 +488,10 @@ def _window_table(p: _Problems, layer: _Layer, name: str, value: Any,
                 p.add(layer.origin, key, "empty model pattern",
                       'write a glob such as "claude-opus*" = "orchestrator"')
                 continue
-            problem = _choice(*_TIERS)(v)
-            if problem:
-                p.add(layer.origin, key, f"unknown tier: {problem}",
-                      f"map the pattern to one of: {', '.join(_TIERS)}")
+            if v not in _TIERS:
+                near = did_you_mean(v, _TIERS) if isinstance(v, str) else ""
+                p.add(layer.origin, key, f"unknown tier {v!r}",
+                      f"{near}map the pattern to one of: {', '.join(_TIERS)}")
                 continue
         else:
             problem = _integer(1)(v)
@@ -612,13 +612,13 @@ def _budgets(p: _Problems, doc: Mapping[str, Any], source: str | None, legacy: b
         elif legacy or "budgets" in doc:
             label, origin = "file", source or ""
             if legacy:
-                raw, prefix = doc, ""
+                raw, prefix, merged = doc, "", doc
             else:
                 t = _as_table(p, _Layer(doc, "file", origin), doc["budgets"], "budgets")
                 if t is None:
                     return _shipped_budgets()
-                raw, prefix = t, "budgets"
-            cfg = parse_config(raw, source=source or "<code>", prefix=prefix)
+                raw, prefix, merged = t, "budgets", _over_shipped_budgets(t)
+            cfg = parse_config(merged, source=source or "<code>", prefix=prefix)
         else:
             cfg, label, origin = _shipped_budgets(), "default", ""
     except ConfigError as e:
@@ -642,16 +642,33 @@ def _budgets(p: _Problems, doc: Mapping[str, Any], source: str | None, legacy: b
         put(f"budgets.alerts.{lv}", share, lv in sub("alerts"))
     for name, val in vars(cfg.recommendations).items():
         put(f"budgets.recommendations.{name}", val, name in sub("recommendations"))
+    own = "profiles" in raw
     for prof in cfg.profiles.values():
         base = dotted("budgets", "profiles", prof.name)
-        put(f"{base}.budget_tokens", prof.budget_tokens, True)
+        put(f"{base}.budget_tokens", prof.budget_tokens, own)
         for scope, w in prof.weights.items():
-            put(f"{base}.weights.{scope}", w, True)
-        put(f"{base}.description", prof.description, "description" in sub("profiles").get(
-            prof.name, {}))
+            put(f"{base}.weights.{scope}", w, own)
+        put(f"{base}.description", prof.description, own)
     for agent, prof_name in cfg.agents.items():
-        put(dotted("budgets", "agents", agent), prof_name, True)
+        put(dotted("budgets", "agents", agent), prof_name, "agents" in raw)
     return cfg
+
+
+def _over_shipped_budgets(table: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``[budgets]`` without ``profiles`` changes the shipped budgets: its settings, alerts
+    and recommendations key by key, its agents as a whole. With ``profiles`` it stands
+    alone (as the old budgets file did)."""
+    if "profiles" in table:
+        return table
+    from .budgets._config import default_config_path
+    merged = read_toml(default_config_path())
+    for name, value in table.items():
+        if name in ("settings", "alerts", "recommendations") and isinstance(value, Mapping) \
+                and isinstance(merged.get(name), dict):
+            merged[name] = {**merged[name], **value}
+        else:
+            merged[name] = value
+    return merged
 
 
 def _maintenance(p: _Problems, doc: Mapping[str, Any], source: str | None,

@@ -1,0 +1,77 @@
+"""`compactor_from_config` builds a MessageCompactor whose plan, windows, counter, store and
+ledger are what the file said; keyword overrides win over the file."""
+
+from __future__ import annotations
+
+import os
+
+from compactor import HeuristicCounter, MemorySink, PlanConfig, Tier
+from compactor._config import compactor_from_config, load_config
+
+from config_samples import write
+
+
+def test_plan_and_windows_equal_the_file(tmp_path):
+    """Every [compactor] and [windows] value of the sample file reaches the compactor."""
+    path = write(tmp_path)
+    comp = compactor_from_config(load_config(path))
+    try:
+        assert comp.config == PlanConfig(high_watermark=0.8, low_watermark=0.5, keep_recent=6,
+                                         keep_first_user=True, max_summary_tokens=1500,
+                                         summary_share=0.6, overflow="truncate_tool_results")
+        assert isinstance(comp.counter, HeuristicCounter)
+        assert (comp.window, comp.reserve_output_tokens, comp.max_concurrency,
+                comp.summarize) == (100_000, 4096, 2, True)
+        w = comp.windows
+        assert dict(w.tier_windows) == {Tier.CODING: 100_000, Tier.GENERAL: 16_000}
+        assert list(w.model_tiers) == [("acme-big-*", Tier.ORCHESTRATOR),
+                                       ("acme-*", Tier.REASONING)]
+        assert dict(w.model_windows) == {"acme-tiny": 8_000}
+        assert w.default_tier is Tier.FAST
+        # what the map means: first matching pattern wins, then the tier's window
+        assert w.window_for("acme-big-2") == 200_000
+        assert w.window_for("acme-mid") == 64_000
+        assert w.window_for("acme-tiny") == 8_000
+        assert w.window_for("claude-sonnet-4-5") == 100_000     # built-in rule, our window
+        assert w.window_for("someone-elses-model") == 32_000    # default tier fast
+    finally:
+        comp.sink.close()
+
+
+def test_store_and_ledger_are_built_relative_to_the_file(tmp_path):
+    """[store] root and [ledger] path (relative) are resolved against the file's folder;
+    the ledger gets the file's fsync policy and rotation size."""
+    (tmp_path / "conf").mkdir()
+    path = write(tmp_path / "conf")
+    comp = compactor_from_config(path)
+    try:
+        assert os.path.samefile(comp.store.root, tmp_path / "conf" / "data" / "store")
+        assert comp.sink.path == tmp_path / "conf" / "data" / "ledger" / "ledger.jsonl"
+        assert (comp.sink.fsync, comp.sink.rotate_bytes) == ("never", 1_000_000)
+    finally:
+        comp.sink.close()
+
+
+def test_overrides_win_and_skip_building_what_they_replace(tmp_path):
+    """Keyword overrides replace config values; an overridden sink means no ledger file
+    is opened."""
+    path = write(tmp_path)
+    sink = MemorySink()
+    comp = compactor_from_config(path, sink=sink, summarize=False, agent_id="a1")
+    assert comp.sink is sink and comp.summarize is False and comp.agent_id == "a1"
+    assert comp.config.keep_recent == 6
+    assert not (tmp_path / "data" / "ledger").exists()
+
+
+def test_no_store_or_ledger_unless_configured(tmp_path, monkeypatch):
+    """With the shipped defaults (no file, no env) there is no store and no ledger, and
+    the plan is PlanConfig's defaults."""
+    monkeypatch.chdir(tmp_path)
+    for var in ("COMPACTOR_CONFIG", "COMPACTOR_HOME", "COMPACTOR_LEDGER", "COMPACTOR_BUDGETS"):
+        monkeypatch.delenv(var, raising=False)
+    comp = compactor_from_config(counter=HeuristicCounter())
+    assert comp.store is None and type(comp.sink).__name__ == "NullSink"
+    assert comp.config == PlanConfig(high_watermark=0.7, low_watermark=0.4, keep_recent=10,
+                                     keep_first_user=False, max_summary_tokens=2000,
+                                     summary_share=0.75, overflow="raise")
+    assert comp.window is None and comp.windows.window_for("claude-opus-4-1") == 200_000
