@@ -1,0 +1,215 @@
+"""Every example in README.md and docs/**/*.md runs as written.
+
+What is run, block by block (fenced code blocks, found by their info string):
+
+* ```` ```python ````: the block alone, as a script, in a fresh subprocess (timeout), with an
+  empty temporary directory as its working directory. ``ANTHROPIC_BASE_URL`` /
+  ``ANTHROPIC_API_KEY`` and ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` point at a
+  :class:`compactor.testing.LoopbackServer` started for the block, so an example that builds
+  its client the way the SDKs document (``anthropic.AsyncAnthropic()`` reads those variables)
+  talks to it; every request it sent must have been valid (``server.violations == []``).
+* ```` ```sh ```` / ```` ```console ```` / ```` ```shell ```` / ```` ```bash ````: every line that
+  starts with ``compactor `` (after an optional ``$ `` prompt) is run as
+  ``python -m compactor ARGS`` (``shlex``, ``#`` starts a comment). A page's commands run in
+  order, in one temporary directory per page, like a user typing them. The exit code must be 0
+  unless the line's comment says ``exits N``; no command may print a traceback.
+
+Markers, an HTML comment on the line(s) right above the opening fence (visible in the
+markdown source):
+
+* ``<!-- file: NAME -->``: the block's text is written to ``NAME`` in the working directory of
+  the page's examples before they run (e.g. the sample ``budgets.toml`` that a later
+  ``compactor budgets check --config budgets.toml`` reads).
+* ``<!-- not-run: REASON -->``: the block is deliberately not run; it is reported as a skipped
+  test with the reason (pytest ``-ra`` lists them). Keep these rare.
+
+Other blocks (toml, json, untagged output, sh lines that are not ``compactor`` commands) are
+data or sample output, not run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from compactor.testing import LoopbackServer
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+SHELL_LANGS = {"sh", "console", "shell", "bash"}
+#: Longest run of one python example / one command, seconds.
+TIMEOUT_S = 90
+
+_FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
+_MARKER = re.compile(r"^\s*<!--\s*(?P<key>not-run|file)\s*:\s*(?P<value>.*?)\s*-->\s*$")
+_EXITS = re.compile(r"#.*\bexits (?P<code>\d+)\b")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced code block of a markdown page."""
+
+    page: str                   # path relative to the repository root
+    line: int                   # 1-based line of the opening fence
+    lang: str                   # first word of the info string ('' when none)
+    text: str                   # the block's content, its fence indentation removed
+    not_run: str | None = None  # the reason of a <!-- not-run: ... --> marker
+    file: str | None = None     # the name of a <!-- file: ... --> marker
+
+    @property
+    def id(self) -> str:
+        return f"{self.page}:{self.line}"
+
+
+def parse_blocks(path: Path) -> list[Block]:
+    """The fenced code blocks of one markdown file, with the markers right above each.
+
+    Raises:
+        AssertionError: a fence is never closed, or a marker has no value.
+    """
+    lines = path.read_text(encoding="utf-8").splitlines()
+    rel = path.relative_to(ROOT).as_posix()
+    blocks: list[Block] = []
+    i = 0
+    while i < len(lines):
+        m = _FENCE.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        indent, fence = m["indent"], m["fence"]
+        lang = (m["info"].split() or [""])[0].lower()
+        markers: dict[str, str] = {}
+        j = i - 1
+        while j >= 0 and (mk := _MARKER.match(lines[j])):
+            assert mk["value"], f"{rel}:{j + 1}: a {mk['key']} marker needs a value"
+            markers.setdefault(mk["key"], mk["value"])
+            j -= 1
+        body: list[str] = []
+        k = i + 1
+        while k < len(lines) and not (lines[k].strip().startswith(fence)
+                                      and lines[k].strip().strip(fence[0]) == ""):
+            body.append(lines[k][len(indent):] if lines[k].startswith(indent) else lines[k])
+            k += 1
+        assert k < len(lines), f"{rel}:{i + 1}: the code fence is never closed"
+        blocks.append(Block(rel, i + 1, lang, "\n".join(body) + "\n",
+                            markers.get("not-run"), markers.get("file")))
+        i = k + 1
+    return blocks
+
+
+BLOCKS = [b for page in PAGES for b in parse_blocks(page)]
+PYTHON = [b for b in BLOCKS if b.lang == "python" and not b.not_run]
+NOT_RUN = [b for b in BLOCKS if b.not_run]
+
+
+def commands(block: Block) -> list[str]:
+    """The ``compactor ...`` lines of a shell block, without their ``$ `` prompt."""
+    out = []
+    for raw in block.text.splitlines():
+        line = raw.strip()
+        if line.startswith("$ "):
+            line = line[2:].lstrip()
+        if line.startswith("compactor "):
+            out.append(line)
+    return out
+
+
+SHELL_PAGES = sorted({b.page for b in BLOCKS
+                      if b.lang in SHELL_LANGS and commands(b) and not b.not_run})
+
+
+def _env(server: LoopbackServer | None = None) -> dict[str, str]:
+    """The child's environment: no compactor or provider settings of whoever runs the tests
+    (every default path is then relative to the working directory); the provider variables
+    the SDKs read point at ``server``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("COMPACTOR_", "ANTHROPIC_", "OPENAI_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    if server is not None:
+        env.update(ANTHROPIC_BASE_URL=server.url, ANTHROPIC_API_KEY="test-key",
+                   OPENAI_BASE_URL=f"{server.url}/v1", OPENAI_API_KEY="sk-test")
+    return env
+
+
+def _write_files(page: str, workdir: Path) -> None:
+    """Write the page's ``<!-- file: NAME -->`` blocks into ``workdir``."""
+    for b in BLOCKS:
+        if b.page == page and b.file:
+            target = workdir / b.file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(b.text, encoding="utf-8")
+
+
+def _report(what: str, r: subprocess.CompletedProcess[str]) -> str:
+    return f"{what}\nexit {r.returncode}\n--- stdout\n{r.stdout[-3000:]}\n--- stderr\n{r.stderr[-3000:]}"
+
+
+def test_the_pages_have_examples_to_run():
+    """The parser finds the README's python examples and the docs' CLI examples (a parser
+    that matched nothing would make every test below vacuous)."""
+    readme_python = [b for b in PYTHON if b.page == "README.md"]
+    assert len(readme_python) >= 2
+    assert "docs/maintenance.md" in SHELL_PAGES
+    assert all(b.text.strip() for b in PYTHON), [b.id for b in PYTHON if not b.text.strip()]
+
+
+def test_markers_name_a_reason_or_a_file_and_skips_stay_rare():
+    """Every not-run marker carries a reason, and at most a few blocks are skipped."""
+    assert all(len(b.not_run) >= 10 for b in NOT_RUN), [(b.id, b.not_run) for b in NOT_RUN]
+    examples = [b for b in BLOCKS if b.lang == "python"
+                or (b.lang in SHELL_LANGS and commands(b))]
+    assert len(NOT_RUN) <= max(2, len(examples) // 10), [(b.id, b.not_run) for b in NOT_RUN]
+
+
+@pytest.mark.parametrize("block", PYTHON, ids=[b.id for b in PYTHON])
+def test_python_example_runs_as_written(block: Block, tmp_path: Path):
+    """The python block, alone and unedited, exits 0 in a fresh interpreter, and every
+    request it sent to the loopback provider server was valid."""
+    _write_files(block.page, tmp_path)
+    script = tmp_path / "example.py"
+    script.write_text(block.text, encoding="utf-8")
+    with LoopbackServer() as server:
+        try:
+            r = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=_env(server),
+                               capture_output=True, text=True, timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{block.id}: still running after {TIMEOUT_S} s")
+        violations = list(server.violations)
+    assert r.returncode == 0, _report(f"{block.id}: the example failed", r)
+    assert violations == [], f"{block.id}: invalid requests sent: {violations}"
+
+
+@pytest.mark.parametrize("page", SHELL_PAGES)
+def test_cli_examples_run_as_written(page: str, tmp_path: Path):
+    """Each ``compactor ...`` line of the page's shell blocks, run in order in one fresh
+    directory, exits as the page says (0 unless it says ``exits N``) without a traceback."""
+    blocks = [b for b in BLOCKS if b.page == page and b.lang in SHELL_LANGS and commands(b)
+              and not b.not_run]
+    _write_files(page, tmp_path)
+    env = _env()
+    for block in blocks:
+        for line in commands(block):
+            m = _EXITS.search(line)
+            expected = int(m["code"]) if m else 0
+            args = shlex.split(line, comments=True)[1:]
+            try:
+                r = subprocess.run([sys.executable, "-m", "compactor", *args], cwd=tmp_path,
+                                   env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"{block.id}: `{line}` still running after {TIMEOUT_S} s")
+            where = f"{block.id}: `{line}`"
+            assert "Traceback (most recent call last)" not in r.stderr, _report(where, r)
+            assert r.returncode == expected, _report(f"{where}: expected exit {expected}", r)
+
+
+@pytest.mark.parametrize("block", NOT_RUN, ids=[b.id for b in NOT_RUN])
+def test_not_run_block(block: Block):
+    """A block marked not-run is reported as skipped, with the reason its page gives."""
+    pytest.skip(f"{block.id} ({block.lang or 'untagged'}) not-run: {block.not_run}")
