@@ -217,6 +217,12 @@ def _path(v: Any) -> str | None:
     return None
 
 
+def _text(v: Any) -> str | None:
+    if not isinstance(v, str) or not v.strip():
+        return f"must be a non-empty string, got {_show(v)}"
+    return None
+
+
 def _reserved(v: Any) -> str | None:
     return "is reserved for a later version (a remote store)"
 
@@ -261,6 +267,8 @@ KEYS: tuple[Key, ...] = (
     Key("compactor", "window", None, _integer(1),
         "write a whole number of tokens >= 1, e.g. 128000 (or remove the key)", "tokens",
         "a fixed context window for every call (unset: the model's or tier's window)"),
+    Key("compactor", "agent_id", None, _text, 'write agent_id = "my-agent"', "",
+        "reported with every ledger event (unset: none)"),
     Key("windows", "default_tier", Tier.GENERAL.value, _choice(*_TIERS),
         f"write one of: {', '.join(_TIERS)}", "", "the tier of models no pattern matches"),
     Key("store", "root", None, _path, 'write root = "compactor-data"', "path",
@@ -352,7 +360,7 @@ class Config:
     def compactor_kwargs(self, exclude: Iterable[str] = ()) -> dict[str, Any]:
         """Keyword arguments of ``MessageCompactor(...)`` from this config: ``config``
         (PlanConfig), ``windows``, ``counter``, ``summarize``, ``max_concurrency``,
-        ``reserve_output_tokens``, ``window``, and ``store`` (a ``SessionStore``, whose root
+        ``reserve_output_tokens``, ``window``, ``agent_id``, and ``store`` (a ``SessionStore``, whose root
         is created) / ``sink`` (a ``Ledger``, opened) when ``[store] root`` /
         ``[ledger] path`` is set. Names in ``exclude`` are left out (nothing is built
         for them).
@@ -367,7 +375,7 @@ class Config:
             "config": self.plan, "windows": self.windows, "summarize": v("compactor.summarize"),
             "max_concurrency": v("compactor.max_concurrency"),
             "reserve_output_tokens": v("compactor.reserve_output_tokens"),
-            "window": v("compactor.window")}
+            "window": v("compactor.window"), "agent_id": v("compactor.agent_id")}
         out = {k: x for k, x in out.items() if k not in skip}
         if "counter" not in skip:
             from ._tokens import HeuristicCounter, default_counter

@@ -19,6 +19,7 @@ summarize = true
 max_concurrency = 2
 reserve_output_tokens = 4096
 window = 100_000
+agent_id = "sample-agent"
 
 [windows]
 default_tier = "fast"

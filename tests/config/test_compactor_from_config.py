@@ -21,7 +21,7 @@ def test_plan_and_windows_equal_the_file(tmp_path):
                                          summary_share=0.6, overflow="truncate_tool_results")
         assert isinstance(comp.counter, HeuristicCounter)
         assert (comp.window, comp.reserve_output_tokens, comp.max_concurrency,
-                comp.summarize) == (100_000, 4096, 2, True)
+                comp.summarize, comp.agent_id) == (100_000, 4096, 2, True, "sample-agent")
         w = comp.windows
         assert dict(w.tier_windows) == {Tier.CODING: 100_000, Tier.GENERAL: 16_000}
         assert list(w.model_tiers) == [("acme-big-*", Tier.ORCHESTRATOR),
