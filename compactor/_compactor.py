@@ -1,53 +1,62 @@
-"""``MessageCompactor``: the async driver around the pure planner.
+"""``MessageCompactor``: the async driver around the pure session state machine and planner.
 
-Before each model call the agent loop hands it the history; it counts (incrementally),
-asks the planner, and when a compaction is due it runs the summarizer (with chunking and
-a fallback to the offline summarizer), applies the plan, checks the result against the
-provider rules and the window, reports to the ledger sink and returns the new history.
+Before each model call the agent loop hands it the history. The driver hashes what is
+new, lets :func:`compactor._session.resolve` read the call against the session (by content:
+rebuilt, round-tripped or restarted histories resolve as the same objects would), archives
+new messages, counts (incrementally), asks :func:`compactor._plan.plan`, and when a
+compaction is due runs the summarizer (chunked, with a fallback), applies the plan, checks
+the result against the provider rules and the window, saves the session state and reports
+to the ledger. File I/O and CPU-heavy work (hashing or counting many messages, the offline
+summarizer) run in threads, off the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._errors import (CompactorError, ConfigError, ContextOverflowError, InvalidHistoryError,
                       SummarizerError)
 from ._facts import missing
-from ._format import SUMMARY_CLOSE, SUMMARY_OPEN, Format, detect_format, is_summary, text_of
+from ._format import SUMMARY_CLOSE, SUMMARY_OPEN, Format, detect_format, text_of
 from ._plan import Plan, PlanConfig, apply, plan, summary_message
+from ._prices import DEFAULT_PRICES, price_usage
+from ._session import (Resolution, SessionState, after_compaction, commit, nodes_for, resolve,
+                       tip_of, view_resolution)
 from ._sink import LedgerSink, NullSink
-from ._store import SessionStore, canonical_json
-from .ledger._codec import mask_secrets
+from ._store import ArchiveNode, SessionStoreProtocol, StateConflictError, content_hash
 from ._summary import (ExtractiveSummarizer, Summarizer, SummaryRequest, add_missing_facts,
                        must_keep_items)
 from ._tokens import (Tier, TokenCounter, WindowConfig, default_counter, message_tokens,
                       system_tokens, tools_tokens)
 from ._units import PinPredicate, group_units
 from ._validate import PAIRING_RULES, raise_for, validate
+from .ledger._codec import mask_secrets
 
 log = logging.getLogger("compactor")
 
 #: A summary may exceed its input by this many tokens (its headings) before it counts as
 #: "longer than its input", which is a failure.
 SUMMARY_SLACK_TOKENS = 48
+#: Hash or count more new messages than this in a thread, off the event loop.
+OFF_LOOP_MESSAGES = 64
+#: Sessions kept in memory by default (least recently used evicted; state reloads from
+#: the store).
+DEFAULT_MAX_SESSIONS = 1024
+#: Attempts at a compaction whose state save lost a race with another writer.
+STATE_RETRIES = 3
 
 
 class CompactorInvariantError(CompactorError, AssertionError):
     """The compactor produced a history that breaks a provider rule or the window: a bug
     in this package, never sent."""
-
-
-def content_hash(message: Mapping[str, Any]) -> str:
-    """``sha256:<hex>`` of the message's canonical JSON (sorted keys, compact separators,
-    UTF-8). Equal hashes mean byte-identical canonical JSON."""
-    return "sha256:" + hashlib.sha256(canonical_json(message).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -92,37 +101,25 @@ class CompactionResult:
 
 
 @dataclass
-class _Cache:
-    msgs: list[Mapping[str, Any]] = field(default_factory=list)
+class _Live:
+    """A session in memory: its state, its lock, and the last call (for the O(new
+    messages) path: the call's messages and hashes, its resolution, the counts of its
+    work)."""
+
+    state: SessionState
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    prev_msgs: list[Mapping[str, Any]] | None = None
+    prev_hashes: list[str] = field(default_factory=list)
+    prev_res: Resolution | None = None
+    alt: tuple[list[Mapping[str, Any]], list[str], Resolution] | None = None
     counts: list[int] = field(default_factory=list)
     total: int = 0
-
-
-@dataclass
-class SessionState:
-    """Per-session state kept in memory: the running summary, compaction count and time,
-    and the token-count cache of the last history seen."""
-
-    session_id: str
-    summary: str | None = None
-    compaction_count: int = 0
-    last_compaction_at: str | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
-    cache: _Cache = field(default_factory=_Cache, repr=False)
-    overhead_key: tuple[Any, ...] | None = field(default=None, repr=False)
+    overhead_key: tuple[Any, ...] | None = None
     overhead: int = 0
-    last_input: tuple[Any, ...] | None = field(default=None, repr=False)
-    last_result: CompactionResult | None = field(default=None, repr=False)
-    origin: tuple[int, Any, Any] | None = field(default=None, repr=False)
-    ordinals: list[int | None] = field(default_factory=list, repr=False)
-    next_ordinal: int = 0
-    archived_ranges: list[list[int]] = field(default_factory=list)
-    disk: dict[str, Any] | None = field(default=None, repr=False)
-    view: list[Mapping[str, Any]] = field(default_factory=list, repr=False)
 
 
 class MessageCompactor:
-    """Keeps a history inside its context window. Safe to share across sessions.
+    """Keeps a history inside its context window. Safe to share across sessions and tasks.
 
     Args:
         summarizer: the primary summarizer (default: the offline :class:`ExtractiveSummarizer`).
@@ -141,13 +138,16 @@ class MessageCompactor:
         summarize: False drops the evicted span with no summary (truncation baseline).
         max_concurrency: how many chunk summaries run at once when a span is split.
         agent_id: reported with every ledger event.
-        store: a :class:`SessionStore`: every message is archived on first sight (before it
-            can leave the context) and session state is saved after each compaction, so
-            ``store.restore(session_id)`` gives the full original history back and a
-            restarted process resumes the session.
+        store: a session store (:class:`~compactor.SessionStore` or any
+            :class:`~compactor.SessionStoreProtocol`): every message is archived once, by
+            content, before it can leave the context, and the session state is saved after
+            each compaction, so ``store.restore(session_id)`` gives the full original
+            history back and a restarted process (or another worker) resumes the session.
         prices: USD per million input and output tokens by model name (fnmatch patterns
             allowed), used for ``cost_usd`` of compaction records; default
-            :data:`DEFAULT_PRICES`.
+            :data:`compactor._prices.DEFAULT_PRICES`.
+        max_sessions: sessions kept in memory (least recently used evicted; with a store
+            their state reloads on the next call).
 
     Raises:
         ConfigError: an argument is out of range.
@@ -159,22 +159,23 @@ class MessageCompactor:
                  window: int | None = None, reserve_output_tokens: int = 0,
                  sink: LedgerSink | None = None, pin: PinPredicate | None = None,
                  summarize: bool = True, max_concurrency: int = 4,
-                 agent_id: str | None = None, store: SessionStore | None = None,
-                 prices: Mapping[str, tuple[float, float]] | None = None) -> None:
-        if window is not None and window <= 0:
-            raise ConfigError(f"window must be > 0 tokens, got {window}", field="window")
-        if reserve_output_tokens < 0:
-            raise ConfigError("reserve_output_tokens must be >= 0", field="reserve_output_tokens")
-        if max_concurrency < 1:
-            raise ConfigError("max_concurrency must be >= 1", field="max_concurrency")
+                 agent_id: str | None = None, store: SessionStoreProtocol | None = None,
+                 prices: Mapping[str, tuple[float, float]] | None = None,
+                 max_sessions: int = DEFAULT_MAX_SESSIONS) -> None:
+        self.window = None if window is None else _tokens_arg("window", window)
+        self.reserve_output_tokens = _tokens_arg("reserve_output_tokens",
+                                                 reserve_output_tokens, zero=True)
+        if not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ConfigError("max_concurrency must be an integer >= 1", field="max_concurrency")
+        if not isinstance(max_sessions, int) or max_sessions < 1:
+            raise ConfigError("max_sessions must be an integer >= 1; fix: e.g. 1024",
+                              field="max_sessions")
         self.extractive = ExtractiveSummarizer()
         self.summarizer: Summarizer = summarizer or self.extractive
         self.fallback: Summarizer = fallback or self.extractive
         self.counter: TokenCounter = counter or default_counter()
         self.config = config or PlanConfig()
         self.windows = windows or WindowConfig()
-        self.window = window
-        self.reserve_output_tokens = reserve_output_tokens
         self.sink: LedgerSink = sink or NullSink()
         self.pin = pin
         self.summarize = summarize
@@ -182,30 +183,79 @@ class MessageCompactor:
         self.agent_id = agent_id
         self.store = store
         self.prices = DEFAULT_PRICES if prices is None else dict(prices)
-        self._sessions: dict[str, SessionState] = {}
+        self.max_sessions = max_sessions
+        self._live: OrderedDict[str, _Live] = OrderedDict()
+        self._emit_lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: Any = None, **overrides: Any) -> "MessageCompactor":
+        """A compactor built from ``compactor.toml`` (see ``docs/config.md``): ``config``
+        is a path, a loaded config, or None (``$COMPACTOR_CONFIG``, then
+        ``./compactor.toml``, then the shipped defaults); ``overrides`` are constructor
+        arguments that win over the file.
+
+        Raises:
+            ConfigError: the file is unreadable or holds a bad value (one line naming the
+                file, the dotted key and the fix).
+        """
+        from ._config import compactor_from_config
+
+        return compactor_from_config(config, **overrides)
 
     # ------------------------------------------------------------------ sessions
-    def session(self, session_id: str | None) -> SessionState:
-        """The state of a session (created on first use; ``None`` is the default session)."""
+    async def _session(self, session_id: str | None) -> _Live:
+        """The in-memory session (loaded from the store on first use, off the loop)."""
         key = session_id or "default"
-        s = self._sessions.get(key)
-        if s is None:
-            s = self._sessions[key] = SessionState(key)
-            if self.store is not None:
-                disk = self.store.load_state(key)
-                if disk:
-                    s.summary = disk.get("summary")
-                    s.compaction_count = int(disk.get("compaction_count", 0))
-                    s.last_compaction_at = disk.get("last_compaction_at")
-                    s.next_ordinal = int(disk.get("next_ordinal", 0))
-                    s.archived_ranges = [list(r) for r in disk.get("archived_ranges", [])]
-                    s.disk = disk
-        return s
+        live = self._live.get(key)
+        if live is not None:
+            self._live.move_to_end(key)
+            return live
+        if self.store is not None:
+            state = await asyncio.to_thread(self._load, key)
+            live = self._live.get(key)   # another task loaded it meanwhile
+            if live is not None:
+                return live
+        else:
+            state = SessionState(key)
+        live = self._live[key] = _Live(state)
+        self._evict()
+        return live
+
+    def _load(self, key: str) -> SessionState:
+        """A session's state from the store (blocking: call it in a thread)."""
+        if self.store is None:
+            return SessionState(key)
+        return SessionState.from_json(key, self.store.load_state(key),
+                                      self.store.branch_hashes(key))
+
+    def _evict(self) -> None:
+        """Drop least recently used sessions past ``max_sessions`` (never one in use)."""
+        for key in list(self._live):
+            if len(self._live) <= self.max_sessions:
+                break
+            if not self._live[key].lock.locked():
+                del self._live[key]
+
+    def session(self, session_id: str | None) -> SessionState:
+        """A session's state, for inspection (``compaction_count``, ``summary``, ``view``,
+        ``branch``...): the one in memory, else read from the store (blocking), else new.
+        Do not change it."""
+        live = self._live.get(session_id or "default")
+        return live.state if live is not None else self._load(session_id or "default")
 
     def usable_window(self, *, model: str | None = None, tier: Tier | None = None,
                       window: int | None = None, max_tokens: int | None = None) -> int:
         """The window a call may fill, in tokens: the call's ``window``, else the
-        compactor's, else the model's/tier's, minus the reserved output tokens."""
+        compactor's, else the model's/tier's, minus the reserved output tokens.
+
+        Raises:
+            ConfigError: ``window``/``max_tokens`` is not a positive integer, or the
+                reserve leaves no room.
+        """
+        if window is not None:
+            window = _tokens_arg("window", window)
+        if max_tokens is not None:
+            max_tokens = _tokens_arg("max_tokens", max_tokens, zero=True)
         w = window or self.window or self.windows.window_for(model, tier)
         reserve = self.reserve_output_tokens if max_tokens is None else max_tokens
         usable = w - reserve
@@ -215,73 +265,6 @@ class MessageCompactor:
                               field="max_tokens")
         return usable
 
-    # ------------------------------------------------------------------ counting
-    def _count(self, s: SessionState, messages: Sequence[Mapping[str, Any]], fmt: Format) -> list[int]:
-        """Per-message counts, reusing the session cache when the history only grew
-        (same first and last-seen message objects): O(new messages). New messages are
-        validated, given ordinals and (with a store) archived before anything else."""
-        c = s.cache
-        n0 = len(c.msgs)
-        old: dict[int, int | None] | None = None
-        if (n0 and len(messages) >= n0 and messages[n0 - 1] is c.msgs[n0 - 1]
-                and messages[0] is c.msgs[0]):
-            start = n0
-        else:
-            old = {id(m): o for m, o in zip(c.msgs, s.ordinals)}
-            keep_alive = c.msgs  # noqa: F841  (ids in ``old`` stay valid while we assign)
-            s.cache = c = _Cache()
-            s.ordinals = []
-            start = 0
-        if start < len(messages):
-            raise_for(validate(messages, fmt, start=start), rules=PAIRING_RULES)
-            new = messages[start:]
-            counts = [message_tokens(m, fmt, self.counter) for m in new]
-            s.ordinals.extend(self._assign(s, new, fmt, old))
-            c.msgs.extend(new)
-            c.counts.extend(counts)
-            c.total += sum(counts)
-        return c.counts
-
-    def _assign(self, s: SessionState, new: Sequence[Mapping[str, Any]], fmt: Format,
-                old: dict[int, int | None] | None) -> list[int | None]:
-        """Ordinals of new messages (their place in the agent's original history): known
-        ones keep theirs (same object, or the saved view of a resumed session); the rest get
-        the next ordinals and are archived. Summaries we inserted get None."""
-        view = (s.disk or {}).get("view") if old is not None else None
-        s.disk = None if old is not None else s.disk
-        out: list[int | None] = []
-        fresh: list[tuple[int, str, Mapping[str, Any]]] = []
-        for k, m in enumerate(new):
-            o = old.get(id(m), -1) if old is not None else -1
-            if o == -1 and view is not None and k < len(view):
-                vo, vh = view[k]
-                if vo is None and is_summary(m, fmt):
-                    o = None
-                elif vo is not None and vh == content_hash(m):
-                    o = vo
-                else:
-                    view = None
-            if o == -1:
-                if is_summary(m, fmt):
-                    o = None
-                else:
-                    o = s.next_ordinal
-                    s.next_ordinal += 1
-                    if self.store is not None:
-                        fresh.append((o, content_hash(m), m))
-            out.append(o)
-        if fresh and self.store is not None:
-            self.store.append(s.session_id, fresh)
-        return out
-
-    def _overhead(self, s: SessionState, system: Any, tools: Any) -> int:
-        key = (id(system), id(tools), system if isinstance(system, str) else None)
-        if s.overhead_key != key:
-            s.overhead = system_tokens(system, self.counter) + tools_tokens(tools, self.counter)
-            s.overhead_key = key
-            s._refs = (system, tools)  # type: ignore[attr-defined]  # keep ids alive
-        return s.overhead
-
     def count_request(self, messages: Sequence[Mapping[str, Any]], *, system: Any = None,
                       tools: Sequence[Mapping[str, Any]] | None = None,
                       fmt: Format | None = None) -> int:
@@ -290,21 +273,109 @@ class MessageCompactor:
         return (system_tokens(system, self.counter) + tools_tokens(tools, self.counter)
                 + sum(message_tokens(m, f, self.counter) for m in messages))
 
+    # ------------------------------------------------------------------ reading a call
+    async def _read(self, live: _Live, messages: Sequence[Mapping[str, Any]],
+                    f: Format) -> tuple[Resolution, list[str], bool]:
+        """:meth:`_read_sync`, in a thread when many messages are new."""
+        prev = live.prev_msgs
+        if len(messages) - (len(prev) if prev is not None else 0) > OFF_LOOP_MESSAGES:
+            return await asyncio.to_thread(self._read_sync, live, messages, f)
+        return self._read_sync(live, messages, f)
+
+    def _read_sync(self, live: _Live, messages: Sequence[Mapping[str, Any]],
+                   f: Format) -> tuple[Resolution, list[str], bool]:
+        """Hash the call (only what is new when it extends the last call -- or, right
+        after a compaction, the result it returned: an equality test of the known prefix,
+        cheap for the same or equal objects), validate what is new, and resolve the call
+        against the session. Changes nothing. Returns the resolution, the call's hashes,
+        and whether it extends a known call (so the cached counts apply)."""
+        known = []
+        if live.prev_msgs is not None and live.prev_res is not None:
+            known.append((live.prev_msgs, live.prev_hashes, live.prev_res))
+        if live.alt is not None:
+            known.append(live.alt)
+        for msgs, hashes0, res in known:
+            n0 = len(msgs)
+            head = messages[:n0]
+            if len(messages) >= n0 and (head if isinstance(head, list) else list(head)) == msgs:
+                hashes = hashes0 + _hash_all(messages[n0:], n0)
+                if n0 < len(messages):
+                    raise_for(validate(messages, f, start=n0), rules=PAIRING_RULES)
+                return resolve(live.state, messages, hashes, prev=res, prev_len=n0), hashes, True
+        hashes = _hash_all(messages)
+        raise_for(validate(messages, f), rules=PAIRING_RULES)
+        return resolve(live.state, messages, hashes), hashes, False
+
+    async def _archive(self, live: _Live, r: Resolution,
+                       messages: Sequence[Mapping[str, Any]]) -> None:
+        """Write the resolution's new messages to the store (off the loop), then commit
+        it to the session state."""
+        s = live.state
+        if self.store is not None and r.new:
+            nodes = [ArchiveNode(pos, h, prev, messages[i])
+                     for pos, h, prev, i in nodes_for(s, r)]
+            store = self.store
+            await asyncio.to_thread(store.append, s.session_id, nodes)
+        commit(s, r)
+        if r.fork is not None or r.reset:
+            await self._emit("history_rewrite", {
+                "session_id": s.session_id, "agent_id": self.agent_id, "fork": r.fork,
+                "state_reset": r.reset, "messages_new": len(r.new),
+                "branch_length": len(s.branch)})
+
+    async def _counts(self, live: _Live, r: Resolution, reuse: bool, f: Format) -> list[int]:
+        """Per-message counts of ``r.work``: the cached counts plus the new messages' when
+        the call extends the last one, else all of them (off the loop when many)."""
+        if reuse and len(live.counts) <= len(r.work):
+            tail = r.work[len(live.counts):]
+        else:
+            live.counts, live.total, tail = [], 0, r.work
+        if len(tail) > OFF_LOOP_MESSAGES:
+            more = await asyncio.to_thread(self._count_all, tail, f)
+        else:
+            more = self._count_all(tail, f)
+        live.counts = live.counts + more
+        live.total += sum(more)
+        return live.counts
+
+    def _count_all(self, msgs: Sequence[Mapping[str, Any]], f: Format) -> list[int]:
+        return [message_tokens(m, f, self.counter) for m in msgs]
+
+    def _overhead(self, live: _Live, system: Any, tools: Any) -> int:
+        key = (id(system), id(tools), system if isinstance(system, str) else None,
+               len(tools) if tools is not None else -1)
+        if live.overhead_key != key:
+            live.overhead = system_tokens(system, self.counter) + tools_tokens(tools, self.counter)
+            live.overhead_key = key
+        return live.overhead
+
     # ------------------------------------------------------------------ planning
     def dry_run(self, messages: Sequence[Mapping[str, Any]], *, model: str | None = None,
                 tier: Tier | None = None, window: int | None = None, system: Any = None,
                 tools: Sequence[Mapping[str, Any]] | None = None,
                 max_tokens: int | None = None, session_id: str | None = None,
                 force: bool = False, fmt: Format | None = None) -> Plan:
-        """The plan ``compact_if_needed`` would execute, without summarizing or changing
-        state (beyond the count cache). Raises as :func:`plan` does."""
+        """The plan ``compact_if_needed`` would execute on this call, without effects: the
+        same reading of the call and the same plan, but nothing archived, no state
+        changed, no summarizer called. Synchronous: with a store, a session not in
+        memory yet is read from it here (inside async code, call it in a thread).
+        Raises as :meth:`compact_if_needed` does."""
+        if not messages:
+            raise InvalidHistoryError("messages is empty; fix: send at least one user message",
+                                      rule="empty_messages")
         f = fmt or detect_format(messages)
-        s = self.session(session_id)
-        counts = self._count(s, messages, f)
         usable = self.usable_window(model=model, tier=tier, window=window, max_tokens=max_tokens)
-        return plan(messages, f, counts, overhead_tokens=self._overhead(s, system, tools),
-                    window=usable, config=self.config, force=force, summarize=self.summarize,
-                    pin=self.pin, counter=self.counter)
+        key = session_id or "default"
+        live = self._live.get(key) or _Live(self._load(key))
+        r, _, reuse = self._read_sync(live, messages, f)
+        if reuse and len(live.counts) <= len(r.work):
+            counts = live.counts + self._count_all(r.work[len(live.counts):], f)
+        else:
+            counts = self._count_all(r.work, f)
+        overhead = system_tokens(system, self.counter) + tools_tokens(tools, self.counter)
+        return plan(r.work, f, counts, overhead_tokens=overhead, window=usable,
+                    config=self.config, force=force, summarize=self.summarize,
+                    pin=self.pin, counter=self.counter, messages_tokens=sum(counts))
 
     async def compact_if_needed(self, messages: Sequence[Mapping[str, Any]], *,
                                 model: str | None = None, tier: Tier | None = None,
@@ -316,106 +387,97 @@ class MessageCompactor:
         compacted history (same format) that fits the window.
 
         Args:
-            messages: the history (Anthropic: without the system prompt; OpenAI: with it).
+            messages: the history (Anthropic: without the system prompt; OpenAI: with it):
+                the agent's full history, or the last result's messages with new ones
+                appended; objects may be rebuilt between calls (identity is content).
             model / tier / window: what fixes the context window (see ``usable_window``).
             system: Anthropic top-level system prompt (str or text blocks), counted.
             tools: tool schemas, counted.
             max_tokens: output tokens reserved out of the window.
-            session_id: sessions have separate caches, summaries and locks.
+            session_id: sessions have separate state, archives and locks.
             force: compact even under the high watermark.
             fmt: the wire format (default: detected).
 
         Raises:
-            InvalidHistoryError: the history pairs calls and results wrongly (index and id named).
+            InvalidHistoryError: the history pairs calls and results wrongly (index and id
+                named), or rewrites messages before the summary of a compacted view
+                (:class:`~compactor._session.HistoryRewriteError`).
             ContextOverflowError: what can never be removed does not fit the window.
-            ConfigError: the window/reserve leave no room.
+            ConfigError: the window/reserve are not positive integers or leave no room.
         """
         t0 = time.perf_counter()
         if not messages:
             raise InvalidHistoryError("messages is empty; fix: send at least one user message",
                                       rule="empty_messages")
+        usable = self.usable_window(model=model, tier=tier, window=window, max_tokens=max_tokens)
         f = fmt or detect_format(messages)
-        s = self.session(session_id)
-        async with s.lock:
-            key = (len(messages), id(messages[0]), id(messages[-1]), id(system), id(tools))
-            if s.last_input == key and s.last_result is not None and not force:
-                return s.last_result   # a concurrent caller already compacted this history
-            work = self._resolve(s, messages)
-            counts = self._count(s, work, f)
-            overhead = self._overhead(s, system, tools)
-            usable = self.usable_window(model=model, tier=tier, window=window,
-                                        max_tokens=max_tokens)
-            p = plan(work, f, counts, overhead_tokens=overhead, window=usable,
-                     config=self.config, force=force, summarize=self.summarize, pin=self.pin,
-                     counter=self.counter, messages_tokens=s.cache.total)
-            if not p.compact:
-                return CompactionResult(list(work), False, p.tokens_before, p.tokens_before,
-                                        0.0, 1.0, 0, 0, (), (), None, None,
-                                        time.perf_counter() - t0, usable, p, f)
-            result = await self._execute(s, p, work, counts, overhead, usable, model, t0,
-                                         session_id, messages)
-            s.last_input = key
-            s.last_result = result
-            s.origin = (len(messages), messages[0], messages[-1])
-            s.view = result.messages
-            return result
+        live = await self._session(session_id)
+        async with live.lock:
+            for attempt in range(STATE_RETRIES):
+                r, hashes, reuse = await self._read(live, messages, f)
+                await self._archive(live, r, messages)
+                counts = await self._counts(live, r, reuse, f)
+                overhead = self._overhead(live, system, tools)
+                p = plan(r.work, f, counts, overhead_tokens=overhead, window=usable,
+                         config=self.config, force=force, summarize=self.summarize,
+                         pin=self.pin, counter=self.counter, messages_tokens=live.total)
+                live.prev_msgs, live.prev_hashes, live.prev_res = list(messages), hashes, r
+                live.alt = None
+                if not p.compact:
+                    return CompactionResult(list(r.work), False, p.tokens_before,
+                                            p.tokens_before, 0.0, 1.0, 0, 0, (), (), None, None,
+                                            time.perf_counter() - t0, usable, p, f)
+                try:
+                    return await self._execute(live, r, p, counts, overhead, usable, model,
+                                               t0, session_id, messages)
+                except StateConflictError:
+                    # another process compacted this session meanwhile: reload, read again
+                    log.info("session %s: state changed on disk; reloading (attempt %d)",
+                             live.state.session_id, attempt + 1)
+                    await self._reload(live)
+            raise CompactorError(f"session {session_id!r}: the state kept changing under "
+                                 f"{STATE_RETRIES} attempts; fix: do not run more writers "
+                                 "than needed on one session")
 
-    @staticmethod
-    def _resolve(s: SessionState, messages: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
-        """The history to work on. An agent may pass its own full, ever-growing history
-        every call (a drop-in wrapper does): when ``messages`` extends the caller's history
-        of the last compaction (same first and last objects at the same places), the part
-        already compacted is replaced by that compaction's result, and only the new
-        messages are appended to it."""
-        if s.origin is not None:
-            n, first, last = s.origin
-            if len(messages) >= n and messages[0] is first and messages[n - 1] is last:
-                return [*s.view, *messages[n:]]
-        elif s.disk and s.disk.get("origin"):   # resumed from disk: match by content hash
-            o, view = s.disk["origin"], s.disk.get("view") or []
-            n = int(o["length"])
-            if (len(messages) >= n and content_hash(messages[0]) == o["first"]
-                    and content_hash(messages[n - 1]) == o["last"]
-                    and all(vo is None or (vo < n and content_hash(messages[vo]) == vh)
-                            for vo, vh in view)):
-                fmt = detect_format(messages)
-                rebuilt = [summary_message(s.summary or "", fmt) if vo is None else messages[vo]
-                           for vo, vh in view]
-                return [*rebuilt, *messages[n:]]
-        return messages
+    async def _reload(self, live: _Live) -> None:
+        live.state = await asyncio.to_thread(self._load, live.state.session_id)
+        live.prev_msgs, live.prev_hashes, live.prev_res, live.alt = None, [], None, None
+        live.counts, live.total = [], 0
 
     # ------------------------------------------------------------------ execution
-    async def _execute(self, s: SessionState, p: Plan, messages: Sequence[Mapping[str, Any]],
-                       counts: Sequence[int], overhead: int, usable: int, model: str | None,
-                       t0: float, session_id: str | None,
+    async def _execute(self, live: _Live, r: Resolution, p: Plan, counts: Sequence[int],
+                       overhead: int, usable: int, model: str | None, t0: float,
+                       session_id: str | None,
                        caller: Sequence[Mapping[str, Any]]) -> CompactionResult:
+        s = live.state
         f = p.fmt
+        work = r.work
         prev = None
         if p.previous_summary_index is not None:
-            prev = _summary_text(messages[p.previous_summary_index])
-        span = [messages[i] for i in p.evicted if i != p.previous_summary_index]
-        kept = [messages[i] for i in p.kept]
+            prev = _summary_text(work[p.previous_summary_index])
+        span_idx = [i for i in p.evicted if i != p.previous_summary_index]
+        span = [work[i] for i in span_idx]
+        kept = [work[i] for i in p.kept]
         summary: str | None = None
         used_name: str | None = None
         total_items, present = 0, 0
         usage: list[dict[str, Any]] = []
+        extra: dict[str, Any] = {}
         if self.summarize:
             kept_text = "\n".join(text_of(m) for m in kept)
-            req = SummaryRequest(span, f, prev, p.summary_budget, self.counter,
-                                 session_id=session_id, context=kept_text, usage=usage)
+            req = _request(span, f, prev, p.summary_budget, self.counter, session_id,
+                           kept_text, usage, s.checkpoint, [r.ordinals[i] for i in span_idx],
+                           extra)
             summary, used_name = await self._summarize(req, session_id, model)
             items = must_keep_items(span, prev)
             summary, present = add_missing_facts(summary, items, kept_text, p.summary_budget,
                                                  self.counter)
             total_items = len(items)
-        new = apply(p, messages, summary)
+        new = apply(p, work, summary)
         # exact count of the result: kept counts are cached; recount only what changed
-        cnt = {i: c for i, c in zip(p.kept, (counts[i] for i in p.kept))}
-        kept_ids = {id(messages[i]): i for i in p.kept}
-        new_counts = []
-        for m in new:
-            i = kept_ids.get(id(m))
-            new_counts.append(cnt[i] if i is not None else message_tokens(m, f, self.counter))
+        by_id = {id(work[i]): counts[i] for i in p.kept}
+        new_counts = [by_id[id(m)] if id(m) in by_id else message_tokens(m, f, self.counter)
+                      for m in new]
         after = overhead + sum(new_counts)
         if after > usable:
             raise ContextOverflowError(floor_tokens=p.floor_tokens,
@@ -424,34 +486,40 @@ class MessageCompactor:
         bad = validate(new, f)
         if bad:
             raise CompactorInvariantError(f"compaction produced an invalid history: {bad[0]}")
-        removed = tuple(messages[i] for i in p.evicted)
-        hashes = tuple(content_hash(m) for m in removed)
-        # prime the cache with the new history so the next call counts only new messages
-        ords = s.ordinals
-        evicted_ords = [o for o in (ords[i] for i in p.evicted) if o is not None]
-        new_ords: list[int | None] = [None] * (len(new) - len(p.kept)) + [ords[i] for i in p.kept]
-        s.cache = _Cache(list(new), list(new_counts), sum(new_counts))
-        s.ordinals = new_ords
-        s.summary = summary
-        s.compaction_count += 1
-        s.last_compaction_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-        s.archived_ranges = _merge_ranges(s.archived_ranges, evicted_ords)
+        summary_pos = None
+        if summary:
+            sm = summary_message(summary, f)
+            summary_pos = next(i for i, m in enumerate(new) if m == sm)
+        new_hashes = await asyncio.to_thread(_hash_all, new) if len(new) > OFF_LOOP_MESSAGES \
+            else _hash_all(new)
+        removed = tuple(work[i] for i in p.evicted)
+        removed_hashes = tuple(r.work_hashes[i] for i in p.evicted)
+        when = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        version = s.version
+        after_compaction(s, r, new, new_hashes, p.kept, summary_pos, summary=summary,
+                         evicted=p.evicted, when=when, checkpoint=extra.get("checkpoint"))
         archive_ref = None
         if self.store is not None:
-            archive_ref = {"path": str(self.store.session_dir(s.session_id).relative_to(
-                self.store.root)), "ranges": _merge_ranges([], evicted_ords)}
-            self.store.save_state(s.session_id, {
-                "summary": summary, "compaction_count": s.compaction_count,
-                "last_compaction_at": s.last_compaction_at, "next_ordinal": s.next_ordinal,
-                "archived_ranges": s.archived_ranges,
-                "view": [[o, None if o is None else content_hash(m)] for o, m in zip(new_ords, new)],
-                "origin": {"length": len(caller), "first": content_hash(caller[0]),
-                           "last": content_hash(caller[-1])},
-            })
+            store, sid, body = self.store, s.session_id, s.to_json()
+            try:
+                s.version = await asyncio.to_thread(
+                    lambda: store.save_state(sid, body, expected_version=version))
+            except StateConflictError:
+                s.version = version
+                raise
+            archive_ref = {"session_id": sid, "ranges": _ranges(
+                [r.ordinals[i] for i in p.evicted if r.ordinals[i] is not None])}
+        # the next call extends the caller's full history, or this result
+        if r.mode == "full":
+            live.prev_res = view_resolution(s, new, "full", len(caller))
+        else:
+            live.prev_msgs, live.prev_hashes = None, []
+        live.alt = (list(new), list(new_hashes), view_resolution(s, new, "view", len(new)))
+        live.counts, live.total = list(new_counts), sum(new_counts)
         duration = time.perf_counter() - t0
         ratio = 1.0 - after / p.tokens_before if p.tokens_before else 0.0
         score = present / total_items if total_items else 1.0
-        self.sink.emit("compaction", {
+        await self._emit("compaction", {
             "session_id": session_id, "agent_id": self.agent_id, "model": model,
             "format": f.value, "tokens_before": p.tokens_before, "tokens_after": after,
             "ratio": round(ratio, 4), "window": usable, "summarizer": used_name,
@@ -459,14 +527,26 @@ class MessageCompactor:
             "retention_score": round(score, 4), "must_keep_total": total_items,
             "must_keep_kept": present, "messages_removed": len(removed),
             "units_removed": p.units_evicted, "duration_s": round(duration, 6),
-            "removed_hashes": list(hashes), "compaction_count": s.compaction_count,
-            "archive_ref": archive_ref,
+            "removed_hashes": list(removed_hashes), "compaction_count": s.compaction_count,
+            "archive_ref": archive_ref, "superseded": extra.get("superseded", []),
             "summarizer_input_tokens": sum(int(u.get("input_tokens", 0)) for u in usage),
             "summarizer_output_tokens": sum(int(u.get("output_tokens", 0)) for u in usage),
             "cost_usd": price_usage(usage, self.prices),
         })
         return CompactionResult(new, True, p.tokens_before, after, ratio, score, total_items,
-                                present, hashes, removed, summary, used_name, duration, usable, p, f)
+                                present, removed_hashes, removed, summary, used_name, duration,
+                                usable, p, f)
+
+    async def _emit(self, event: str, fields: Mapping[str, Any]) -> None:
+        """Report to the sink off the loop, one event at a time."""
+        if isinstance(self.sink, NullSink):
+            return
+
+        def emit() -> None:
+            with self._emit_lock:
+                self.sink.emit(event, fields)
+
+        await asyncio.to_thread(emit)
 
     async def _summarize(self, req: SummaryRequest, session_id: str | None,
                          model: str | None) -> tuple[str, str]:
@@ -478,7 +558,7 @@ class MessageCompactor:
         except Exception as e:  # any failure falls back; it never becomes content
             log.warning("summarizer %s failed (%s); falling back", name, mask_secrets(str(e)))
             fb = getattr(self.fallback, "name", type(self.fallback).__name__)
-            self.sink.emit("summarizer_fallback", {
+            await self._emit("summarizer_fallback", {
                 "session_id": session_id, "agent_id": self.agent_id, "model": model,
                 "summarizer": name, "fallback": fb,
                 "error": mask_secrets(f"{type(e).__name__}: {e}")[:500]})
@@ -488,15 +568,19 @@ class MessageCompactor:
             except Exception as e2:
                 log.error("fallback summarizer %s failed too (%s); inserting a notice", fb,
                           mask_secrets(str(e2)))
-                self.sink.emit("summarizer_fallback", {
+                await self._emit("summarizer_fallback", {
                     "session_id": session_id, "agent_id": self.agent_id, "model": model,
                     "summarizer": fb, "fallback": "notice",
                     "error": mask_secrets(f"{type(e2).__name__}: {e2}")[:500]})
                 return notice_summary(req), "notice"
 
     def _check(self, text: Any, req: SummaryRequest) -> str:
-        """A summary must be non-empty text, no longer than its input, and fit its budget
-        (an over-budget one is cut at a line boundary)."""
+        """The one summary check: non-empty text, no longer than its input, fitting its
+        budget (an over-budget one is cut at a line boundary).
+
+        Raises:
+            SummarizerError: empty, non-text, longer than its input, or nothing fits.
+        """
         if not isinstance(text, str) or not text.strip():
             raise SummarizerError("empty or non-text summary")
         text = text.replace(SUMMARY_OPEN, "").replace(SUMMARY_CLOSE, "").strip()
@@ -515,16 +599,24 @@ class MessageCompactor:
                                       f"({req.max_tokens} tokens)")
         return text
 
+    async def _call(self, summarizer: Summarizer, req: SummaryRequest) -> str:
+        """One summarizer call; a summarizer that offers ``summarize_sync`` (CPU-bound,
+        like the offline one) runs in a thread so the event loop keeps serving others."""
+        sync = getattr(summarizer, "summarize_sync", None)
+        if callable(sync):
+            return await asyncio.to_thread(sync, req)
+        return await summarizer.summarize(req)
+
     async def _chunked(self, summarizer: Summarizer, req: SummaryRequest) -> str:
         """Split a span larger than ``summarizer.input_window`` on unit boundaries,
         summarize the chunks concurrently (at most ``max_concurrency`` at once), merge."""
         limit = getattr(summarizer, "input_window", None)
         if not limit:
-            return await summarizer.summarize(req)
+            return await self._call(summarizer, req)
         counts = [message_tokens(m, req.fmt, self.counter) for m in req.messages]
         prev = self.counter.count(req.previous_summary or "")
         if sum(counts) + prev <= limit:
-            return await summarizer.summarize(req)
+            return await self._call(summarizer, req)
         chunks: list[list[Mapping[str, Any]]] = [[]]
         size = 0
         for u in group_units(req.messages, req.fmt):
@@ -540,55 +632,60 @@ class MessageCompactor:
             async with sem:
                 r = SummaryRequest(part, req.fmt, None, req.max_tokens, req.counter,
                                    session_id=req.session_id, usage=req.usage)
-                return self._check(await summarizer.summarize(r), r)
+                return self._check(await self._call(summarizer, r), r)
 
         partials = await asyncio.gather(*(one(c) for c in chunks))
         merge = SummaryRequest((), req.fmt, req.previous_summary, req.max_tokens, req.counter,
                                partials=tuple(partials), session_id=req.session_id,
                                usage=req.usage)
-        return await summarizer.summarize(merge)
+        return await self._call(summarizer, merge)
 
 
-#: USD per million (input, output) tokens, from Anthropic's and OpenAI's pricing pages
-#: (November 2026 list prices; override with ``MessageCompactor(prices=...)``).
-DEFAULT_PRICES: dict[str, tuple[float, float]] = {
-    "claude-haiku-4-5*": (1.0, 5.0),
-    "claude-sonnet-4*": (3.0, 15.0),
-    "claude-opus-4-5*": (5.0, 25.0),
-    "claude-opus-4-1*": (15.0, 75.0),
-    "gpt-4o-mini*": (0.15, 0.60),
-    "gpt-4o*": (2.50, 10.0),
-}
+def _request(span: Sequence[Mapping[str, Any]], f: Format, prev: str | None, budget: int,
+             counter: TokenCounter, session_id: str | None, context: str,
+             usage: list[dict[str, Any]], checkpoint: Mapping[str, Any] | None,
+             ordinals: Sequence[int | None], out: dict[str, Any]) -> SummaryRequest:
+    """The summary request; the checkpoint fields are passed when the request has them."""
+    kw: dict[str, Any] = {"session_id": session_id, "context": context, "usage": usage}
+    fields = getattr(SummaryRequest, "__dataclass_fields__", {})
+    if "checkpoint" in fields:
+        kw.update(checkpoint=checkpoint, ordinals=tuple(ordinals), out=out)
+    return SummaryRequest(span, f, prev, budget, counter, **kw)
 
 
-def price_usage(usage: Sequence[Mapping[str, Any]],
-                prices: Mapping[str, tuple[float, float]]) -> float | None:
-    """USD cost of summarizer calls (``usage`` dicts with model, input_tokens, output_tokens);
-    0.0 when there were none (the offline summarizer), None when a model has no price."""
-    import fnmatch
+def _hash_all(msgs: Sequence[Mapping[str, Any]], first: int = 0) -> list[str]:
+    """Content hashes of messages (``first``: index of ``msgs[0]`` in the call, for errors).
 
-    total = 0.0
-    for u in usage:
-        model = str(u.get("model", ""))
-        rate = prices.get(model) or next((v for k, v in prices.items()
-                                          if fnmatch.fnmatchcase(model, k)), None)
-        if rate is None:
-            return None
-        total += (int(u.get("input_tokens", 0)) * rate[0]
-                  + int(u.get("output_tokens", 0)) * rate[1]) / 1e6
-    return round(total, 6)
-
-
-def _merge_ranges(ranges: list[list[int]], ordinals: Sequence[int]) -> list[list[int]]:
-    """Inclusive ordinal ranges covering ``ranges`` plus ``ordinals``, merged and sorted."""
-    pts = sorted({o for a, b in ranges for o in range(a, b + 1)} | set(ordinals))
-    out: list[list[int]] = []
-    for o in pts:
-        if out and o == out[-1][1] + 1:
-            out[-1][1] = o
-        else:
-            out.append([o, o])
+    Raises:
+        InvalidHistoryError: a message is not JSON-serialisable (its index named).
+    """
+    out = []
+    for i, m in enumerate(msgs, first):
+        try:
+            out.append(content_hash(m))
+        except (TypeError, ValueError) as e:
+            raise InvalidHistoryError(f"messages[{i}] is not JSON-serialisable ({e}); fix: send "
+                                      "plain dicts, lists, strings and numbers",
+                                      index=i, rule="not_json") from None
     return out
+
+
+def _tokens_arg(name: str, value: Any, *, zero: bool = False) -> int:
+    """``value`` as a token count: an int (not a bool) > 0 (>= 0 with ``zero``).
+
+    Raises:
+        ConfigError: naming ``name`` and the fix.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if zero else 1):
+        raise ConfigError(f"{name} must be a whole number of tokens {'>= 0' if zero else '> 0'},"
+                          f" got {value!r}; fix: e.g. {name}=8000", field=name)
+    return value
+
+
+def _ranges(ordinals: Sequence[int]) -> list[list[int]]:
+    from ._session import merge_ranges
+
+    return merge_ranges([], ordinals)
 
 
 def notice_summary(req: SummaryRequest) -> str:
@@ -606,4 +703,4 @@ def _summary_text(message: Mapping[str, Any]) -> str:
 
 
 __all__ = ["CompactionResult", "CompactorInvariantError", "MessageCompactor", "SessionState",
-           "content_hash", "missing", "summary_message"]
+           "content_hash", "missing", "summary_message", "price_usage", "DEFAULT_PRICES"]

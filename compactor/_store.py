@@ -1,40 +1,57 @@
 """Session state and the lossless archive: nothing the compactor removes is ever lost.
 
-Layout under the store's root (directories 0700, files 0600)::
+A session's original history is a chain of messages named by their content, as git names
+commits: each archived message is a *node* ``(position, hash, prev)`` where ``hash`` is the
+message's :func:`content_hash` and ``prev`` the chain id of the node before it (``""`` at
+position 0); the node's own chain id is :func:`chain_id` ``(prev, hash)``. Writing a node
+that exists is a no-op, so appends are idempotent across tasks, processes and restarts,
+and two writers of the same conversation converge to the same archive. An agent that
+rewrites an earlier message starts a *branch*: new nodes whose ``prev`` is the fork point;
+the archive keeps every branch, and :meth:`FileSessionStore.restore` returns the current
+one (the branch of the most recent call), :meth:`FileSessionStore.branches` lists all.
 
-    sessions/<session_id>/archive.jsonl         the active archive segment
-    sessions/<session_id>/archive-0001.jsonl.gz closed segments (gzip), read transparently
-    sessions/<session_id>/state.json            session state, written by atomic replace
+:class:`SessionStoreProtocol` is what the compactor, the CLI, maintenance and the recall
+tool use; :class:`FileSessionStore` (also exported as ``SessionStore``) is the embedded
+default. Its layout under ``root`` (directories 0700, files 0600) is known to this module
+alone::
 
-The archive is a write-ahead log of the conversation: every message the agent sends is
-written once, on first sight, before it can leave the context, as one line
-``{"ordinal": N, "hash": "sha256:...", "message": {...}}`` (``ordinal`` = its position in the
-agent's original history). ``restore()`` reads the lines back in ordinal order, so the full
-original history comes back byte-identical in canonical JSON, whatever was compacted.
+    sessions/<name>/archive.jsonl          the active archive segment
+    sessions/<name>/archive-0001.jsonl.gz  closed segments (gzip), read transparently
+    sessions/<name>/state.json             session state, written by atomic replace
+    sessions/<name>/id                     the full session id (hashed names only)
 
-Session state (``state.json``) is written by atomic replace (temp file, fsync, rename) after
-each compaction: the running summary, ``compaction_count``, ``last_compaction_at``, the next
-ordinal, the archived (evicted) ordinal ranges, and the compacted view (ordinals and hashes),
-so a restarted process resumes the session from disk.
+``<name>`` is :func:`encode_session_id` of the id: reversible and collision-free.
+An archive line is ``{"ordinal": N, "hash": "sha256:...", "prev": "<chain id>",
+"message": {...}}`` (``ordinal`` = the position in the agent's original history), or
+``{"tip": "<chain id>"}`` when the current branch moves to a node that already exists.
+Lines without ``prev`` (store format 1) are read as one linear chain.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import re
 import tempfile
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+from urllib.parse import quote, unquote
 
 from filelock import FileLock
 
-from ._errors import ConfigError
+from ._errors import CompactorError, ConfigError
 from ._format import text_of
 
-STATE_SCHEMA_VERSION = 1
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._@:+=-][A-Za-z0-9._@:+=/-]{0,200}$")
+STATE_SCHEMA_VERSION = 2
+#: Longest encoded session id used as a folder name; longer ones are hashed.
+MAX_NAME = 120
+_SAFE = "-_.@+=:"          # kept as is by the encoding (letters and digits always are)
+_HASHED = "!h-"            # '!' is always percent-encoded, so no plain name starts with it
 
 
 def canonical_json(obj: Any) -> str:
@@ -42,48 +59,325 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-class SessionStore:
-    """The on-disk archive and state of sessions under ``root``.
+def content_hash(message: Mapping[str, Any]) -> str:
+    """``sha256:<hex>`` of the message's canonical JSON (sorted keys, compact separators,
+    UTF-8). Equal hashes mean byte-identical canonical JSON: a message's identity.
+
+    Raises:
+        TypeError: the message is not JSON-serialisable.
+    """
+    return "sha256:" + hashlib.sha256(canonical_json(message).encode("utf-8")).hexdigest()
+
+
+def chain_id(prev: str, message_hash: str) -> str:
+    """The id of the archive node holding ``message_hash`` after the node ``prev``
+    (``""`` for the first message): ``sha256:<hex>`` of ``prev + "\\n" + message_hash``.
+    Equal chain ids mean equal histories up to and including that message."""
+    return "sha256:" + hashlib.sha256(f"{prev}\n{message_hash}".encode()).hexdigest()
+
+
+def encode_session_id(session_id: str) -> str:
+    """The folder name of a session id: percent-encoding of every character but letters,
+    digits and ``- _ . @ + = :`` (so ``a/b`` is ``a%2Fb`` and ``a__b`` stays itself); a
+    leading ``.`` is encoded too; a name longer than :data:`MAX_NAME` characters becomes
+    ``!h-<sha256 of the id>`` (the full id is stored in the folder's ``id`` file).
+
+    Raises:
+        ConfigError: the id is not a string, is empty, ``.`` or ``..``, or holds NUL.
+    """
+    if not isinstance(session_id, str) or session_id in ("", ".", "..") or "\0" in session_id:
+        raise ConfigError(f"session_id {session_id!r} cannot name a session; fix: a non-empty "
+                          "string other than '.' and '..', without NUL characters",
+                          field="session_id")
+    name = quote(session_id, safe=_SAFE)
+    if name.startswith("."):
+        name = "%2E" + name[1:]
+    if len(name) > MAX_NAME:
+        name = _HASHED + hashlib.sha256(session_id.encode("utf-8")).hexdigest()
+    return name
+
+
+def decode_session_id(name: str) -> str | None:
+    """The session id of a plain folder name (None for a hashed one: read its ``id`` file)."""
+    return None if name.startswith(_HASHED) else unquote(name)
+
+
+class StateConflictError(CompactorError):
+    """``save_state(expected_version=N)`` found another version on disk: another writer
+    saved the session's state since it was loaded. Reload and decide again."""
+
+    def __init__(self, session_id: str, expected: int | None, found: int | None) -> None:
+        super().__init__(f"session {session_id!r}: state version {found} on disk, expected "
+                         f"{expected}; another writer updated it (reload and retry)")
+        self.expected = expected
+        self.found = found
+
+
+@dataclass(frozen=True)
+class ArchiveNode:
+    """One message of a session's original history, as archived.
+
+    Attributes:
+        position: 0-based place in the original history (``ordinal``).
+        hash: :func:`content_hash` of ``message``.
+        prev: chain id of the node before it (``""`` at position 0).
+        message: the message, as the agent sent it (JSON-serialisable).
+    """
+
+    position: int
+    hash: str
+    prev: str
+    message: Mapping[str, Any]
+
+    @property
+    def chain(self) -> str:
+        """This node's chain id."""
+        return chain_id(self.prev, self.hash)
+
+
+@runtime_checkable
+class SessionStoreProtocol(Protocol):
+    """Where sessions live: the archive of every message sent and the session state.
+
+    Every method is synchronous (the compactor calls them off the event loop, in a
+    thread). Implementations: :class:`FileSessionStore` (embedded default).
+    """
+
+    def append(self, session_id: str, nodes: Sequence[ArchiveNode], *,
+               tip: str | None = None) -> int:
+        """Archive ``nodes`` (idempotent by chain id) and make ``tip`` (default: the last
+        node's chain) the current branch's tip. Returns how many nodes were new."""
+
+    def restore(self, session_id: str) -> list[dict[str, Any]]:
+        """The current branch of the original history, in order."""
+
+    def branch_hashes(self, session_id: str) -> list[str]:
+        """Content hashes of the current branch, in order (for resuming a session)."""
+
+    def branches(self, session_id: str) -> list[dict[str, Any]]:
+        """Every branch: ``{"tip", "length", "fork", "current"}``."""
+
+    def load_state(self, session_id: str) -> dict[str, Any] | None:
+        """The saved state, or None."""
+
+    def save_state(self, session_id: str, state: Mapping[str, Any], *,
+                   expected_version: int | None = None) -> int:
+        """Save the state; with ``expected_version``, only if the saved version is that
+        one (raises :class:`StateConflictError` otherwise). Returns the new version."""
+
+    def lock(self, session_id: str) -> Any:
+        """A context manager holding the session's cross-process lock."""
+
+    def exists(self, session_id: str) -> bool:
+        """Whether the store holds anything of the session."""
+
+    def sessions(self) -> list[str]:
+        """Session ids in the store, sorted."""
+
+    def delete(self, session_id: str) -> None:
+        """Remove a session (archive and state)."""
+
+    def info(self, session_id: str) -> dict[str, Any]:
+        """Summary facts of a session (see :meth:`FileSessionStore.info`)."""
+
+    def recall(self, session_id: str, query: str | None = None, *, start: int | None = None,
+               end: int | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """Archived messages of the current branch matching a query / ordinal range."""
+
+
+@dataclass
+class _Index:
+    """What this process knows of a session's archive file(s): the chain ids, the node
+    records by chain id, the current tip, and how far the active segment was read."""
+
+    records: dict[str, dict[str, Any]]
+    tip: str
+    offset: int
+    inode: int
+    segments: int
+
+
+def branch_records(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The node lines of the current branch, in position order, given an archive's lines
+    in file order (node lines and ``tip`` lines): the chain from the last tip (or the last
+    new node) back to position 0. Lines of store format 1 (no ``prev``) are read as one
+    linear chain, each ordinal once (the first line of an ordinal wins).
+
+    Raises:
+        ValueError: the chain is broken (a ``prev`` that is not in the archive).
+        KeyError: a line lacks ``ordinal``/``hash``/``message``.
+    """
+    ix = _Index({}, "", 0, 0, 0)
+    for r in records:
+        _index_line(ix, r)
+    out: list[Mapping[str, Any]] = []
+    tip = ix.tip
+    while tip:
+        r = ix.records.get(tip)
+        if r is None:
+            raise ValueError(f"archive chain broken at {tip[:19]}...")
+        out.append(r)
+        tip = str(r["prev"])
+    out.reverse()
+    return out
+
+
+def restore_from_records(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The messages of :func:`branch_records`, in order."""
+    return [dict(r["message"]) for r in branch_records(records)]
+
+
+class FileSessionStore:
+    """The on-disk archive and state of sessions under ``root`` (see the module docs).
 
     Args:
         root: a directory (created 0700 if missing).
         fsync: fsync archive appends (state files are always fsynced before the rename).
 
     Raises:
-        ConfigError: a session id that is not a safe path component.
+        ConfigError: ``root`` exists and is not a directory.
+        OSError: ``root`` cannot be created.
     """
 
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = False) -> None:
         self.root = Path(root)
         self.fsync = fsync
-        (self.root / "sessions").mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"store {self.root} is not a directory; fix: pass a folder",
+                              field="store")
+        _mkdir_private(self.root)
+        _mkdir_private(self.root / "sessions")
+        self._indexes: dict[str, _Index] = {}
+        self._locks: dict[str, tuple[threading.RLock, FileLock]] = {}
+        self._locks_mu = threading.Lock()
 
     # ------------------------------------------------------------------ paths
     def session_dir(self, session_id: str) -> Path:
-        """The folder of a session (not created)."""
-        if not _SAFE_ID.match(session_id) or ".." in session_id.split("/"):
-            raise ConfigError(f"session_id {session_id!r} cannot name a folder; fix: use letters, "
-                              "digits and . _ - : @ + = / only", field="session_id")
-        return self.root / "sessions" / session_id.replace("/", "__")
+        """The folder of a session (not created).
 
-    def _lock(self, d: Path) -> FileLock:
-        d.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return FileLock(str(d / ".lock"))
+        Raises:
+            ConfigError: an id that cannot name a session (see :func:`encode_session_id`).
+        """
+        return self.root / "sessions" / encode_session_id(session_id)
+
+    def _dir(self, session_id: str) -> Path:
+        d = self.session_dir(session_id)
+        if not d.is_dir():
+            _mkdir_private(d)
+            if d.name.startswith(_HASHED):
+                _write_private(d / "id", session_id.encode("utf-8"))
+        return d
+
+    @contextmanager
+    def lock(self, session_id: str) -> Iterator[None]:
+        """Hold the session's lock: a thread lock (one thread of this process at a time)
+        and the ``.lock`` file lock (one process at a time). Reentrant in the holding
+        thread, so a holder may call :meth:`append` and :meth:`save_state`."""
+        d = self._dir(session_id)
+        with self._locks_mu:
+            pair = self._locks.get(session_id)
+            if pair is None:
+                pair = self._locks[session_id] = (
+                    threading.RLock(), FileLock(str(d / ".lock"), thread_local=False))
+        with pair[0], pair[1]:
+            yield
+
+    def exists(self, session_id: str) -> bool:
+        """Whether the session has a folder in this store."""
+        return self.session_dir(session_id).is_dir()
 
     # ------------------------------------------------------------------ archive
-    def append(self, session_id: str, items: Sequence[tuple[int, str, Mapping[str, Any]]]) -> None:
-        """Archive messages: ``items`` are ``(ordinal, content_hash, message)``. One write of
-        complete lines on an ``O_APPEND`` file, under the session's lock.
+    def _files(self, d: Path) -> list[Path]:
+        return sorted(d.glob("archive-*.jsonl.gz")) + [d / "archive.jsonl"]
+
+    def _lines(self, f: Path) -> Iterator[dict[str, Any]]:
+        if not f.exists():
+            return
+        opener = gzip.open if f.suffix == ".gz" else open
+        with opener(f, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+            for line in fh:
+                if not line.endswith("\n"):
+                    break  # a torn last line (crash mid-write): never acknowledged
+                yield json.loads(line)
+
+    def records(self, session_id: str) -> Iterator[dict[str, Any]]:
+        """Every archive line of a session, in file order (closed segments first)."""
+        for f in self._files(self.session_dir(session_id)):
+            yield from self._lines(f)
+
+    def _index(self, session_id: str, d: Path) -> _Index:
+        """The up-to-date index (call under the session lock): re-read from scratch when
+        segments were closed or the active file replaced, else read only what was
+        appended since the last look."""
+        active = d / "archive.jsonl"
+        segs = len(list(d.glob("archive-*.jsonl.gz")))
+        try:
+            st = active.stat()
+            inode, size = st.st_ino, st.st_size
+        except FileNotFoundError:
+            inode, size = 0, 0
+        ix = self._indexes.get(session_id)
+        if ix is None or ix.segments != segs or ix.inode != inode or size < ix.offset:
+            ix = _Index({}, "", 0, inode, segs)
+            for f in self._files(d)[:-1]:
+                for r in self._lines(f):
+                    _index_line(ix, r)
+        if size > ix.offset:
+            with open(active, "rb") as fh:
+                fh.seek(ix.offset)
+                data = fh.read(size - ix.offset)
+            end = data.rfind(b"\n") + 1
+            for line in data[:end].splitlines():
+                _index_line(ix, json.loads(line))
+            ix.offset += end
+        self._indexes[session_id] = ix
+        return ix
+
+    def append(self, session_id: str, nodes: Sequence[ArchiveNode], *,
+               tip: str | None = None) -> int:
+        """Archive ``nodes`` (or ``(position, hash, message)`` triples, chained linearly
+        onto the current branch): one ``O_APPEND`` write of complete lines, under the session's
+        lock, of the nodes whose chain id is not archived yet; then, when the current tip
+        is not ``tip`` (default: the last node's chain id), a ``{"tip": ...}`` line.
+        Returns the number of nodes written.
 
         Raises:
             TypeError: a message is not JSON-serialisable (nothing is written).
+            ValueError: a node's ``prev`` is neither ``""`` nor an archived or earlier
+                node (a broken chain: a bug of the caller).
         """
-        if not items:
-            return
-        data = "".join(canonical_json({"ordinal": o, "hash": h, "message": m}) + "\n"
-                       for o, h, m in items).encode("utf-8")
-        d = self.session_dir(session_id)
-        with self._lock(d):
+        if not nodes and tip is None:
+            return 0
+        d = self._dir(session_id)
+        with self.lock(session_id):
+            ix = self._index(session_id, d)
+            nodes = _as_nodes(ix, nodes)
+            want_tip = tip if tip is not None else nodes[-1].chain
+            lines: list[str] = []
+            fresh: list[dict[str, Any]] = []
+            known = ix.records
+            batch: set[str] = set()
+            for n in nodes:
+                c = n.chain
+                if c in known or c in batch:
+                    continue
+                if n.prev and n.prev not in known and n.prev not in batch:
+                    raise ValueError(f"node at position {n.position} follows {n.prev[:19]}..., "
+                                     "which is not archived")
+                rec = {"ordinal": n.position, "hash": n.hash, "prev": n.prev,
+                       "message": n.message}
+                lines.append(canonical_json(rec))
+                fresh.append(rec)
+                batch.add(c)
+            implied = chain_id(fresh[-1]["prev"], fresh[-1]["hash"]) if fresh else ix.tip
+            if want_tip and implied != want_tip and not (
+                    not fresh and _is_ancestor(ix.records, want_tip, implied)):
+                # the call is on another branch than the archive's tip: move the tip there
+                # (a writer that lags behind on the same branch never moves it back)
+                lines.append(canonical_json({"tip": want_tip}))
+            if not lines:
+                return 0
+            data = "".join(x + "\n" for x in lines).encode("utf-8")
             fd = os.open(d / "archive.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 os.fchmod(fd, 0o600)
@@ -92,13 +386,16 @@ class SessionStore:
                     os.fsync(fd)
             finally:
                 os.close(fd)
+            return len(fresh)
 
     def close_archive(self, session_id: str) -> Path | None:
         """Close the active archive segment: gzip it to ``archive-NNNN.jsonl.gz`` (written to
         a temp name, fsynced, renamed, then the plain file removed). Returns the new path."""
         d = self.session_dir(session_id)
         plain = d / "archive.jsonl"
-        with self._lock(d):
+        if not d.is_dir():
+            return None
+        with self.lock(session_id):
             if not plain.exists() or plain.stat().st_size == 0:
                 return None
             n = len(list(d.glob("archive-*.jsonl.gz"))) + 1
@@ -112,100 +409,240 @@ class SessionStore:
                 os.fsync(raw.fileno())
             os.replace(tmp, target)
             plain.unlink()
+            self._indexes.pop(session_id, None)
             return target
 
-    def _records(self, session_id: str) -> Iterator[dict[str, Any]]:
-        d = self.session_dir(session_id)
-        files = sorted(d.glob("archive-*.jsonl.gz")) + [d / "archive.jsonl"]
-        for f in files:
-            if not f.exists():
-                continue
-            opener = gzip.open if f.suffix == ".gz" else open
-            with opener(f, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
-                for line in fh:
-                    if not line.endswith("\n"):
-                        break  # a torn last line (crash mid-write): the message was not acknowledged
-                    yield json.loads(line)
-
     def restore(self, session_id: str) -> list[dict[str, Any]]:
-        """The agent's full original history, in order (each ordinal once).
+        """The agent's original history on the current branch, in order: byte-identical
+        (canonical JSON) to what the agent sent.
 
         Raises:
-            ConfigError: the session has no archive.
+            ConfigError: the session has no folder in this store (field ``session_id``).
         """
-        seen: dict[int, dict[str, Any]] = {}
-        for r in self._records(session_id):
-            seen.setdefault(int(r["ordinal"]), r["message"])
-        if not seen and not self.session_dir(session_id).exists():
+        if not self.exists(session_id):
             raise ConfigError(f"no archive for session {session_id!r} under {self.root}; fix: "
                               "check the session id (compactor sessions list)", field="session_id")
-        return [seen[k] for k in sorted(seen)]
+        return restore_from_records(list(self.records(session_id)))
+
+    def branch_hashes(self, session_id: str) -> list[str]:
+        """Content hashes of the current branch, in order ([] for an unknown session)."""
+        if not self.exists(session_id):
+            return []
+        return [str(r["hash"]) for r in branch_records(list(self.records(session_id)))]
+
+    def branches(self, session_id: str) -> list[dict[str, Any]]:
+        """Every branch of a session: ``{"tip": chain id, "length": messages, "fork":
+        position where it left its parent branch (0 for the first), "current": bool}``,
+        oldest first."""
+        recs = [r for r in self.records(session_id) if "prev" in r or "tip" in r]
+        nodes: dict[str, dict[str, Any]] = {}
+        children: set[str] = set()
+        tip = ""
+        for r in recs:
+            if "tip" in r:
+                tip = r["tip"]
+                continue
+            c = chain_id(r["prev"], r["hash"])
+            if c not in nodes:
+                nodes[c] = r
+                children.add(r["prev"])
+                tip = c
+        siblings: dict[str, int] = {}
+        for r in nodes.values():
+            siblings[r["prev"]] = siblings.get(r["prev"], 0) + 1
+        out = []
+        for c in (c for c in nodes if c not in children):
+            length, fork, k = 0, 0, c
+            while k:
+                length += 1
+                r = nodes[k]
+                if siblings[r["prev"]] > 1:   # the deepest place it shares a parent
+                    fork = max(fork, int(r["ordinal"]))
+                k = r["prev"]
+            out.append({"tip": c, "length": length, "fork": fork, "current": c == tip})
+        return out
 
     def recall(self, session_id: str, query: str | None = None, *, start: int | None = None,
                end: int | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        """Archived messages matching ``query`` (all words, case-insensitive, in the
-        message's text) and/or with ``start <= ordinal < end``; at most ``limit``, oldest
-        first. Each item: ``{"ordinal", "role", "text", "message"}``."""
-        words = [w for w in re.findall(r"\w+", (query or "").lower())]
+        """Archived messages of the current branch matching ``query`` (all words,
+        case-insensitive, in the message's text) and/or with ``start <= ordinal < end``;
+        at most ``limit``, oldest first. Each item: ``{"ordinal", "role", "text",
+        "message"}``."""
+        words = re.findall(r"\w+", (query or "").lower())
         out: list[dict[str, Any]] = []
-        seen: set[int] = set()
-        for r in sorted(self._records(session_id), key=lambda r: r["ordinal"]):
-            o = int(r["ordinal"])
-            if o in seen or (start is not None and o < start) or (end is not None and o >= end):
+        for o, m in enumerate(self.restore(session_id)):
+            if (start is not None and o < start) or (end is not None and o >= end):
                 continue
-            seen.add(o)
-            text = text_of(r["message"])
-            low = text.lower()
-            if words and not all(w in low for w in words):
+            text = text_of(m)
+            if words and not all(w in text.lower() for w in words):
                 continue
-            out.append({"ordinal": o, "role": r["message"].get("role"), "text": text,
-                        "message": r["message"]})
+            out.append({"ordinal": o, "role": m.get("role"), "text": text, "message": m})
             if len(out) >= limit:
                 break
         return out
 
     # ------------------------------------------------------------------ state
-    def save_state(self, session_id: str, state: Mapping[str, Any]) -> None:
-        """Write ``state.json`` by atomic replace (temp file in the same folder, fsync, rename)."""
-        d = self.session_dir(session_id)
-        d.mkdir(parents=True, exist_ok=True, mode=0o700)
-        body = json.dumps({"schema_version": STATE_SCHEMA_VERSION, "session_id": session_id,
-                           **state}, ensure_ascii=False, indent=1, sort_keys=True)
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".state.", suffix=".tmp")
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, body.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, d / "state.json")
+    def save_state(self, session_id: str, state: Mapping[str, Any], *,
+                   expected_version: int | None = None) -> int:
+        """Write ``state.json`` by atomic replace (temp file in the same folder, fsync,
+        rename), under the session's lock. The saved state carries ``version``: one more
+        than the version on disk.
+
+        Raises:
+            StateConflictError: ``expected_version`` is given and the version on disk is
+                another one.
+        """
+        d = self._dir(session_id)
+        with self.lock(session_id):
+            disk = self.load_state(session_id)
+            found = int(disk.get("version", 0)) if disk else 0
+            if expected_version is not None and found != expected_version:
+                raise StateConflictError(session_id, expected_version, found)
+            version = found + 1
+            body = json.dumps({**state, "schema_version": STATE_SCHEMA_VERSION,
+                               "session_id": session_id, "version": version},
+                              ensure_ascii=False, indent=1, sort_keys=True)
+            _write_private(d / "state.json", body.encode("utf-8"), atomic=True)
+            return version
 
     def load_state(self, session_id: str) -> dict[str, Any] | None:
         """The saved state of a session, or None."""
-        p = self.session_dir(session_id) / "state.json"
         try:
-            return json.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+            text = (self.session_dir(session_id) / "state.json").read_text(encoding="utf-8")
+        except (FileNotFoundError, NotADirectoryError):
             return None
+        return json.loads(text)
 
+    # ------------------------------------------------------------------ listing
     def sessions(self) -> list[str]:
         """Session ids with a folder in this store, sorted."""
-        base = self.root / "sessions"
-        return sorted(p.name.replace("__", "/") for p in base.iterdir() if p.is_dir())
+        out = []
+        for p in (self.root / "sessions").iterdir():
+            if not p.is_dir():
+                continue
+            sid = decode_session_id(p.name)
+            if sid is None:
+                try:
+                    sid = (p / "id").read_text(encoding="utf-8")
+                except FileNotFoundError:
+                    continue
+            out.append(sid)
+        return sorted(out)
+
+    def delete(self, session_id: str) -> None:
+        """Remove a session's folder (archive, state, lock)."""
+        import shutil
+
+        d = self.session_dir(session_id)
+        with self.lock(session_id):
+            self._indexes.pop(session_id, None)
+            for f in d.iterdir():
+                if f.name != ".lock":
+                    shutil.rmtree(f) if f.is_dir() else f.unlink()
+        shutil.rmtree(d, ignore_errors=True)
+        with self._locks_mu:
+            self._locks.pop(session_id, None)
 
     def info(self, session_id: str) -> dict[str, Any]:
-        """Summary facts of a session: state fields, archived message count and bytes."""
+        """Summary facts of a session: ``session_id``, ``compaction_count``,
+        ``last_compaction_at``, ``messages_archived`` (current branch), ``branches``,
+        ``archived_ranges``, ``archive_bytes`` (bytes), ``archive_segments``, ``summary``."""
         d = self.session_dir(session_id)
         state = self.load_state(session_id) or {}
         files = list(d.glob("archive*.jsonl*"))
+        recs = list(self.records(session_id))
         return {"session_id": session_id,
                 "compaction_count": state.get("compaction_count", 0),
                 "last_compaction_at": state.get("last_compaction_at"),
-                "messages_archived": sum(1 for _ in self._records(session_id)),
+                "messages_archived": len(restore_from_records(recs)),
+                "branches": len({chain_id(r["prev"], r["hash"]) for r in recs if "prev" in r}
+                                - {r["prev"] for r in recs if "prev" in r}) or (1 if recs else 0),
                 "archived_ranges": state.get("archived_ranges", []),
                 "archive_bytes": sum(f.stat().st_size for f in files),
                 "archive_segments": len(files),
                 "summary": state.get("summary")}
+
+
+#: The embedded default store: ``SessionStore(root)`` is a :class:`FileSessionStore`.
+SessionStore = FileSessionStore
+
+
+def _as_nodes(ix: _Index, items: Sequence[Any]) -> list[ArchiveNode]:
+    """Nodes as given; ``(position, hash, message)`` triples (the store-format-1 call) are
+    chained linearly onto the current branch."""
+    out: list[ArchiveNode] = []
+    for it in items:
+        if isinstance(it, ArchiveNode):
+            out.append(it)
+            continue
+        pos, h, m = it
+        if pos == 0:
+            prev = ""
+        elif out and out[-1].position == pos - 1:
+            prev = out[-1].chain
+        else:
+            prev = ix.tip
+            while prev and int(ix.records[prev]["ordinal"]) > pos - 1:
+                prev = str(ix.records[prev]["prev"])
+        out.append(ArchiveNode(int(pos), str(h), prev, m))
+    return out
+
+
+def _is_ancestor(records: Mapping[str, Mapping[str, Any]], a: str, b: str) -> bool:
+    """Whether node ``a`` is ``b`` or on ``b``'s chain back to the root."""
+    while b:
+        if b == a:
+            return True
+        r = records.get(b)
+        if r is None:
+            return False
+        b = str(r["prev"])
+    return False
+
+
+def _index_line(ix: _Index, r: Mapping[str, Any]) -> None:
+    if "tip" in r:
+        ix.tip = str(r["tip"])
+    elif "prev" in r:
+        c = chain_id(str(r["prev"]), str(r["hash"]))
+        if c not in ix.records:
+            ix.records[c] = dict(r)
+            ix.tip = c
+    else:  # store format 1: a linear chain by ordinal
+        prev = ix.tip if int(r["ordinal"]) > 0 else ""
+        c = chain_id(prev, str(r["hash"]))
+        if c not in ix.records:
+            ix.records[c] = {**r, "prev": prev}
+            ix.tip = c
+
+
+def _mkdir_private(d: Path) -> None:
+    """Create ``d`` (and parents) with mode 0700 whatever the umask; an existing folder is
+    left as it is."""
+    if d.is_dir():
+        return
+    d.mkdir(parents=True, exist_ok=True)
+    os.chmod(d, 0o700)
+
+
+def _write_private(path: Path, data: bytes, *, atomic: bool = False) -> None:
+    """Write ``data`` to ``path`` with mode 0600 (atomic: temp file, fsync, rename)."""
+    if not atomic:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        return
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
 
 
 #: A tool an agent can call to get back what the compactor archived (Anthropic format).
@@ -234,8 +671,8 @@ RECALL_TOOL_OPENAI: dict[str, Any] = {
 }
 
 
-def run_recall_tool(store: SessionStore, session_id: str, arguments: Mapping[str, Any] | str,
-                    *, max_chars: int = 8000) -> str:
+def run_recall_tool(store: SessionStoreProtocol, session_id: str,
+                    arguments: Mapping[str, Any] | str, *, max_chars: int = 8000) -> str:
     """Execute a ``recall_archived_context`` call: ``arguments`` is the tool input (a dict,
     or OpenAI's JSON string). Returns the text for the ``tool_result`` (at most
     ``max_chars`` characters)."""

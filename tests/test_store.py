@@ -12,13 +12,23 @@ import pytest
 from compactor import (RECALL_TOOL_ANTHROPIC, RECALL_TOOL_OPENAI, ConfigError, Format,
                        MessageCompactor, SessionStore, run_recall_tool, validate)
 from compactor._replay import load_conversations, replay
-from compactor._store import canonical_json
+from compactor._store import ArchiveNode, canonical_json, chain_id, content_hash
 
 from builders import a_calls, a_text, a_user, anthropic_session
 
 
 def canon(msgs):
     return [canonical_json(m) for m in msgs]
+
+
+def linear(msgs, first=0, prev=""):
+    """Archive nodes of ``msgs`` at positions ``first``..., chained after ``prev``."""
+    out = []
+    for i, m in enumerate(msgs, first):
+        h = content_hash(m)
+        out.append(ArchiveNode(i, h, prev, m))
+        prev = chain_id(prev, h)
+    return out
 
 
 async def test_restore_after_compactions_is_byte_identical(tmp_path, counter):
@@ -88,25 +98,27 @@ def test_files_are_private_and_archives_close_to_gzip(tmp_path):
     """Archive and state files are 0600; a closed segment is gzip and still restores."""
     store = SessionStore(tmp_path)
     msgs = anthropic_session(3)
-    store.append("a/b", [(i, f"h{i}", m) for i, m in enumerate(msgs)])
+    nodes = linear(msgs)
+    store.append("a/b", nodes)
     store.save_state("a/b", {"summary": "s"})
     d = store.session_dir("a/b")
     for f in ("archive.jsonl", "state.json"):
         assert stat.S_IMODE(os.stat(d / f).st_mode) == 0o600
     gz = store.close_archive("a/b")
     assert gz.name.endswith(".jsonl.gz") and not (d / "archive.jsonl").exists()
-    store.append("a/b", [(len(msgs), "x", a_user("after close"))])
+    store.append("a/b", linear([a_user("after close")], len(msgs), nodes[-1].chain))
     assert canon(store.restore("a/b")) == canon(msgs + [a_user("after close")])
     assert store.sessions() == ["a/b"]
-    with pytest.raises(ConfigError):
-        store.session_dir("../etc")
+    for bad in ("", ".", "..", "a\0b"):
+        with pytest.raises(ConfigError):
+            store.session_dir(bad)
 
 
 def test_torn_archive_tail_is_ignored(tmp_path):
     """A crash mid-append leaves a torn line; restore returns every complete record."""
     store = SessionStore(tmp_path)
     msgs = anthropic_session(2)
-    store.append("t", [(i, "h", m) for i, m in enumerate(msgs)])
+    store.append("t", linear(msgs))
     with open(store.session_dir("t") / "archive.jsonl", "a") as fh:
         fh.write('{"ordinal": 99, "hash": "h", "mess')
     assert canon(store.restore("t")) == canon(msgs)
