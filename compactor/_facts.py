@@ -66,14 +66,17 @@ def extract_facts(text: str, *, prose: bool = True) -> list[str]:
         text: any text.
         prose: True for what people wrote; False for tool output (no ``name``/``number``).
     """
-    taken: list[tuple[int, int]] = []
+    # taken[i] == 1 when character i belongs to an item already claimed; a match overlaps
+    # an earlier item when its span holds a 1 (bytearray.find: linear in the span, so the
+    # whole extraction is linear in len(text))
+    taken = bytearray(len(text))
     found: list[tuple[int, str]] = []
     for kind, pat in _PATTERNS:
         if not prose and kind in _NOISY_KINDS:
             continue
         for m in pat.finditer(text):
             a, b = m.span()
-            if any(a < y and x < b for x, y in taken):
+            if taken.find(1, a, b) != -1:
                 continue
             item = m.group(0).strip()
             if kind == "id" and (_PLUMBING.match(item) or _ORDINAL.match(item)
@@ -88,7 +91,7 @@ def extract_facts(text: str, *, prose: bool = True) -> list[str]:
                 if len(words) < 2:
                     continue
                 item = " ".join(words)
-            taken.append((a, b))
+            taken[a:b] = b"\x01" * (b - a)
             found.append((a, item))
     found.sort()
     return list(dict.fromkeys(item for _, item in found))
@@ -100,6 +103,24 @@ def normalize(text: str) -> str:
 
 
 def missing(items: Iterable[str], context: str) -> list[str]:
-    """The items not present in ``context`` (compared after :func:`normalize`)."""
-    hay = " " + normalize(context) + " "
-    return [it for it in items if (" " + normalize(it) + " ") not in hay]
+    """The items not present in ``context`` (compared after :func:`normalize`, as whole
+    words: "v1.2" is in "use v1.2 now" but not in "v1.23").
+
+    Linear in ``len(context)`` plus the items' words: the context's words are indexed once
+    and each item is looked up at the positions of its first word.
+    """
+    words = normalize(context).split()
+    at: dict[str, list[int]] = {}
+    for pos, w in enumerate(words):
+        at.setdefault(w, []).append(pos)
+    out = []
+    for it in items:
+        seq = normalize(it).split()
+        if not seq:
+            if words:
+                out.append(it)
+            continue
+        k = len(seq)
+        if not any(words[p:p + k] == seq for p in at.get(seq[0], ())):
+            out.append(it)
+    return out

@@ -107,6 +107,7 @@ class _Candidate:
     text: str
     score: float
     tokens: int = 0
+    words: frozenset[str] | None = None
 
 
 @dataclass
@@ -187,7 +188,9 @@ def _idf_rescore(cands: list[_Candidate]) -> None:
     n = len(docs) or 1
     for c, d in zip(cands, docs):
         if d:
-            c.score += sum(math.log(n / df[w]) for w in d) / math.sqrt(len(d))
+            # summed in sorted order: a float sum over a set would depend on the set's
+            # (hash-seeded) iteration order, and so would the ranking of near-ties
+            c.score += sum(math.log(n / df[w]) for w in sorted(d)) / math.sqrt(len(d))
 
 
 def _extract(req: SummaryRequest) -> _Extract:
@@ -359,6 +362,7 @@ class ExtractiveSummarizer:
         facts = missing(ex.facts, request.context) if request.context else list(ex.facts)
         for c in ex.candidates:
             c.tokens = counter.count(c.text) + 3
+            c.words = frozenset(_content_words(c.text))
         ranked = sorted(ex.candidates, key=lambda c: (-c.score / math.sqrt(c.tokens), c.order))
 
         def pick(room: float, chosen: list[_Candidate], covered: set[str], used: int) -> int:
@@ -366,7 +370,7 @@ class ExtractiveSummarizer:
             for c in ranked:
                 if id(c) in taken or used + c.tokens + 2 > room:
                     continue
-                words = _content_words(c.text)
+                words = c.words or frozenset()
                 # skip near-duplicates: most of their content words are already shown
                 if words and len(words - covered) < self.novelty * len(words):
                     continue
