@@ -360,10 +360,10 @@ class Config:
     def compactor_kwargs(self, exclude: Iterable[str] = ()) -> dict[str, Any]:
         """Keyword arguments of ``MessageCompactor(...)`` from this config: ``config``
         (PlanConfig), ``windows``, ``counter``, ``summarize``, ``max_concurrency``,
-        ``reserve_output_tokens``, ``window``, ``agent_id``, and ``store`` (a ``SessionStore``, whose root
-        is created) / ``sink`` (a ``Ledger``, opened) when ``[store] root`` /
-        ``[ledger] path`` is set. Names in ``exclude`` are left out (nothing is built
-        for them).
+        ``reserve_output_tokens``, ``window``, ``agent_id``, and ``store`` (a
+        ``SessionStore``, whose root is created) / ``sink`` (a ``Ledger``, opened) when
+        ``[store] root`` / ``[ledger] path`` is set. Names in ``exclude`` are left out
+        (nothing is built for them).
 
         Raises:
             ConfigError: the tiktoken counter cannot load an encoding.
@@ -408,8 +408,14 @@ def compactor_from_config(config: Config | str | os.PathLike[str] | None = None,
     if not isinstance(config, Config):
         config = load_config(config)
     kwargs = config.compactor_kwargs(exclude=overrides)
+    built_sink = kwargs.get("sink")
     kwargs.update(overrides)
-    return MessageCompactor(**kwargs)
+    try:
+        return MessageCompactor(**kwargs)
+    except BaseException:
+        if built_sink is not None:
+            built_sink.close()  # the ledger this call opened
+        raise
 
 
 # ---------------------------------------------------------------------------- loading
@@ -543,13 +549,18 @@ def _build_plan(p: _Problems, settings: Mapping[str, Setting]) -> PlanConfig:
     try:
         return PlanConfig(**{n: settings[f"compactor.{n}"].value for n in names})
     except ConfigError as e:  # a rule across keys (low < high): re-worded into the one format
-        key = f"compactor.{e.field}"
-        s = settings.get(key, Setting(None, "default"))
+        name = e.field or ""
         problem = str(e).split("; fix:")[0]
-        problem = problem[len(e.field or ""):].strip() if problem.startswith(e.field or "\0") \
-            else problem
-        spec = _BY_TABLE["compactor"].get(e.field or "")
-        p.add(s.origin or None, key, problem, spec.fix if spec else "correct the value")
+        if problem.startswith(f"{name} "):
+            problem = problem[len(name) + 1:]
+        high = settings["compactor.high_watermark"]
+        # the value at fault may be a default: then the file set the other one
+        origin = settings.get(f"compactor.{name}", high).origin or high.origin or None
+        spec = _BY_TABLE["compactor"].get(name)
+        fix = (f"set low_watermark below high_watermark ({high.value:g}), e.g. "
+               f"{round(high.value * 4 / 7, 2):g}" if name == "low_watermark"
+               else spec.fix if spec else "correct the value")
+        p.add(origin, f"compactor.{name}", problem, fix)
         return PlanConfig()
 
 
@@ -744,13 +755,18 @@ def _collect(path: str | os.PathLike[str] | None, overrides: Iterable[Mapping[st
     top = list(doc)
     # the old budgets.toml layout: budgets tables at top level and none of ours
     legacy = any(k in LEGACY_BUDGET_TABLES for k in top) and not any(k in TABLES for k in top)
-    if not legacy:
-        for k in top:
-            if k not in TABLES:
-                fix = (f"move it under [budgets.{k}] (the budgets tables live in [budgets])"
-                       if k in LEGACY_BUDGET_TABLES else
-                       f"{did_you_mean(k, TABLES)}known tables: {', '.join(TABLES)}")
-                p.add(label, dotted(k), "unknown table", fix)
+    for k in top:
+        if k in TABLES:
+            continue
+        if legacy and (k in LEGACY_BUDGET_TABLES or not did_you_mean(k, TABLES)
+                       or did_you_mean(k, LEGACY_BUDGET_TABLES)):
+            continue  # the budgets loader names the unknown tables of the old layout
+        fix = (f"move it under [budgets.{k}] (the budgets tables live in [budgets])"
+               if k in LEGACY_BUDGET_TABLES else
+               f"{did_you_mean(k, TABLES)}known tables: {', '.join(TABLES)}")
+        p.add(label, dotted(k), "unknown table", fix)
+        if legacy:  # a misspelt new table beside old budgets tables: reported once
+            doc = {x: v for x, v in doc.items() if x != k}
     doc_ok = {k: v for k, v in doc.items() if k in TABLES}
 
     settings = _defaults()

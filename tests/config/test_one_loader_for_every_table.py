@@ -146,3 +146,22 @@ def test_a_relative_path_in_the_environment_is_relative_to_the_working_directory
     assert cfg.store_root == Path("h")
     cfg = load_config(path, env={})
     assert cfg.store_root == tmp_path / "sub" / "s"
+
+
+def test_a_rule_across_keys_names_the_file_that_broke_it(tmp_path):
+    """Only high_watermark = 0.3 in the file: the default low_watermark (0.4) is no longer
+    below it; the error names the file and a low_watermark that would fit."""
+    path = write(tmp_path, "[compactor]\nhigh_watermark = 0.3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert (info.value.field, info.value.source) == ("compactor.low_watermark", str(path))
+    assert "got 0.4" in str(info.value) and "e.g. 0.17" in str(info.value)
+
+
+def test_a_misspelt_table_beside_old_budgets_tables_is_one_problem(tmp_path):
+    """[compactr] in an old-layout budgets file: one 'unknown table' problem suggesting
+    [compactor], not a second one from the budgets loader."""
+    path = write(tmp_path, "[compactr]\nkeep_recent = 1\n" + OLD_BUDGETS)
+    cfg, errors = check_config(path)
+    assert cfg is None and [e.field for e in errors] == ["compactr"]
+    assert "did you mean 'compactor'?" in str(errors[0])
