@@ -3,25 +3,34 @@
 An item is a literal substring of the conversation of one of these kinds (checked in
 this order; a span claimed by an earlier kind is not matched again):
 
-========  =====================================================  ===================
+========  =====================================================  ========================
 kind      pattern                                                examples
-========  =====================================================  ===================
+========  =====================================================  ========================
 url       ``http(s)://...``                                      https://x.io/a?b=1
 email     ``name@host.tld``                                      mia.li@example.com
 path      a file path with a directory or a known extension      src/billing/tax.py
-date      ISO dates/times, ``8 May, 2023``, ``May 8, 2023``      2024-05-15
-amount    a currency sign or code with a number                  $1,249.00, 300 USD
+date      ISO dates/times, ``8 May, 2023``, ``May 8``, ``5/8/24``,  2024-05-15, 1:56 pm
+          clock times with am/pm
+amount    a currency sign or code with a number; percentages     $1,249.00, 300 USD, 15%
 version   ``1.2.3`` / ``v1.2.3``                                 v2.3.1
-id        a token of 4+ chars mixing letters and digits          HAT001, 8JX2WO
+ident     word parts joined by ``/ : . @ - _`` (kept whole), with  Zone/Hsdkaa,
+          a digit, an inner capital, a slash, ``@``, ``_`` or     spike/hyopr-35, eu-west-2,
+          three parts (not ``e.g.``, ``well-known``, ``and/or``)  os.path.join, max_tokens
+id        a token of 4+ chars mixing letters and digits          HAT001, 8JX2WO, 9f3c2ab
+code      an all-capitals word of 3+ letters in mixed-case text  PAMNT, JFK
+symbol    a camelCase / PascalCase word with an inner capital     ModelChoiceField, getUser
 number    a number of 3+ digits or with a decimal point          4,821  3.5
 name      two or more capitalised words in a row                 Mia Li, New York
 entity    one capitalised word inside a sentence                 Sweden, Bach
-========  =====================================================  ===================
+========  =====================================================  ========================
 
 Tool-call plumbing ids (``toolu_...``, ``call_...``), ordinals (``20th``) and JSON keys
-(``"address1":``) are not facts. ``name``,
-``entity`` and ``number`` items are extracted only from what people wrote (user and assistant text,
-tool inputs), not from tool output, where they are mostly noise.
+(``"address1":``) are not facts. ``code``, ``symbol``, ``name``, ``entity`` and ``number``
+items, and ``ident`` items without a digit, capital, slash or ``@``, are extracted only from
+what people wrote (user and assistant text, tool inputs), not from tool output, where they
+are mostly noise (JSON keys, source code).
+
+Extraction is linear in the length of the text (claimed spans are marked in a byte mask).
 """
 
 from __future__ import annotations
@@ -29,19 +38,31 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
+_MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
+          r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)")
+
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("url", re.compile(r"https?://[^\s<>\"'\])}]+[^\s<>\"'\])}.,;:!?]")),
     ("email", re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")),
-    ("path", re.compile(r"(?<![\w/.-])(?:\.{0,2}/(?:[\w.-]+/)*[\w.-]*\w|(?:[\w.-]+/){2,}[\w.-]*\w"
+    ("path", re.compile(r"(?<![\w/.-])(?:~?\.{0,2}/(?:[\w.-]+/)*[\w.-]*\w|(?:[\w.-]+/){2,}[\w.-]*\w"
                         r"|(?:[\w.-]+/)+[\w-]+\.[A-Za-z]\w{0,4}\b)"
                         r"|\b[\w-]+\.(?:py|js|ts|tsx|jsx|json|ya?ml|toml|md|txt|cfg|ini|sql|sh|go|"
                         r"rs|java|rb|php|c|h|cpp|hpp|css|html|csv|lock|log)\b")),
     ("date", re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?)?\b"
-                        r"|\b\d{1,2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*,? \d{4}\b"
-                        r"|\b(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]* \d{1,2},? \d{4}\b")),
-    ("amount", re.compile(r"[$€£]\s?\d[\d,]*(?:\.\d+)?|\b\d[\d,]*(?:\.\d+)? ?(?:USD|EUR|GBP|dollars)\b")),
-    ("version", re.compile(r"\bv?\d+\.\d+\.\d+(?:[-+.][\w.]+)?\b")),
+                        r"|\b(?:\d{1,2}:\d{2}\s?[AaPp]\.?[Mm]\.? on )?\d{1,2}(?:st|nd|rd|th)? (?:of )?" + _MONTH + r"(?:,? \d{4})?(?![\w])"
+                        r"|\b" + _MONTH + r"\.? \d{1,2}(?:st|nd|rd|th)?(?:,? \d{4})?\b"
+                        r"|\b\d{1,2}/\d{1,2}/\d{2,4}\b"
+                        r"|\b\d{1,2}:\d{2}\s?[AaPp]\.?[Mm](?![\w])")),
+    ("amount", re.compile(r"[$€£¥]\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:k|K|m|M|bn|million|billion|thousand)\b)?"
+                          r"|\b(?:USD|EUR|GBP|JPY|CHF|CAD|AUD)\s?\d[\d,]*(?:\.\d+)?"
+                          r"|\b\d[\d,]*(?:\.\d+)? ?(?:USD|EUR|GBP|JPY|CHF|CAD|AUD|dollars|euros|"
+                          r"pounds)\b|(?<![\w.])\d+(?:\.\d+)?%")),
+    ("version", re.compile(r"\bv?\d+\.\d+\.\d+(?:[-+.][\w.]+)?\b|\bv\d+(?:\.\d+)?\b")),
+    ("ident", re.compile(r"(?<![\w/.@:-])[A-Za-z0-9_]+(?:(?:::|[/:.@-])[A-Za-z0-9_]+)+"
+                         r"|(?<![\w/.@:-])[A-Za-z0-9]*_[A-Za-z0-9_]*[A-Za-z0-9]")),
     ("id", re.compile(r"\b(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9_-]{3,}\b")),
+    ("code", re.compile(r"(?<![\w'-])[A-Z]{3,}(?![\w'-])")),
+    ("symbol", re.compile(r"\b(?:[a-z]+[A-Z]|[A-Z][a-z]+[A-Z])[A-Za-z]*\b")),
     ("number", re.compile(r"(?<![\w.])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\w])|(?<![\w.])\d{3,}(?:\.\d+)?(?![\w.])"
                           r"|(?<![\w.])\d+\.\d+(?![\w.])")),
     ("name", re.compile(r"\b[A-Z][a-z]+(?: [A-Z][a-z]+)+\b")),
@@ -50,13 +71,55 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 _PLUMBING = re.compile(r"^(?:toolu_|call_|srvtoolu_|tool_)", re.I)
 _ORDINAL = re.compile(r"^\d+(?:st|nd|rd|th)$", re.I)
-_NOISY_KINDS = frozenset({"name", "number", "entity"})
+_NOISY_KINDS = frozenset({"name", "number", "entity", "code", "symbol"})
 _NAME_STOP = frozenset({"The", "This", "That", "These", "Those", "Thank", "Thanks", "Hello", "Hi",
                         "Hey", "Yes", "No", "Okay", "Sure", "Please", "Great", "Sorry", "Dear",
                         "What", "When", "Where", "Which", "Who", "Why", "How", "I", "It", "We",
                         "You", "My", "Our", "Your", "And", "But", "If", "So", "Let", "Here",
                         "Wow", "Yeah", "Bye", "Oh", "Ah", "Aw", "Awesome", "Cool", "Nice", "Good",
                         "Congrats", "Congratulations", "Welcome", "Morning", "Night", "Love"})
+#: English words written in capitals for emphasis (not codes). General English, not tuned to
+#: any data set.
+_EMPHASIS = frozenset({"NOT", "NEVER", "ALWAYS", "MUST", "ONLY", "DO", "DONT", "NO", "YES", "AND",
+                       "THE", "ALL", "ANY", "NONE", "VERY", "IMPORTANT", "NOTE", "WARNING",
+                       "PLEASE", "STOP", "NOW", "OK", "OKAY", "THIS", "THAT", "YOU", "FOR",
+                       "BUT", "WITH", "NEW", "END", "LOL", "OMG", "WOW", "HAHA", "THANKS"})
+#: Common English pairs written with a slash; not identifiers.
+_SLASH_WORDS = frozenset({"and/or", "he/she", "his/her", "him/her", "s/he", "yes/no", "on/off",
+                          "w/o", "n/a", "i/o", "either/or", "and/or"})
+_CLAIMED = b"\x01"
+
+
+def _ident_ok(item: str, prose: bool) -> bool:
+    """Whether a joined token is an identifier (not "e.g.", "well-known", "and/or")."""
+    if item.lower() in _SLASH_WORDS:
+        return False
+    parts = re.split(r"::|[/:.@_-]", item)
+    if not all(parts):
+        return False
+    strong = (any(ch.isdigit() for ch in item) or "@" in item
+              or any(ch.isupper() for ch in item[1:]) or "/" in item)
+    if not prose:
+        return strong and "/" not in item[:1]
+    if strong or "_" in item or "::" in item:
+        return True
+    if "." in item:
+        # dotted names (os.path.join, example.com), not abbreviations (e.g, i.e)
+        return max(len(p) for p in parts) >= 2 and min(len(p) for p in parts) >= 2
+    # hyphens or colons between lower-case words: ordinary English (well-known, follow-up),
+    # unless there are 4+ parts (a slug: lost-and-found-items-v)
+    return len(parts) >= 4 and ":" not in item
+
+
+_CAPS_WORD = re.compile(r"[A-Z]{2,}")
+
+
+def _shouted(text: str, a: int, b: int) -> bool:
+    """Whether the capitalised word at [a, b) stands next to another one with only a space
+    between ("DO NOT DO THIS EVER"): then it is emphasis, not a code ("JFK", "PAMNT, QXRT")."""
+    prev = text[max(0, a - 31):a - 1].rsplit(" ", 1)[-1] if text[a - 1:a] == " " else ""
+    nxt = text[b + 1:b + 31].split(" ", 1)[0] if text[b:b + 1] == " " else ""
+    return bool(_CAPS_WORD.fullmatch(prev) or _CAPS_WORD.fullmatch(nxt))
 
 
 def extract_facts(text: str, *, prose: bool = True) -> list[str]:
@@ -64,7 +127,12 @@ def extract_facts(text: str, *, prose: bool = True) -> list[str]:
 
     Args:
         text: any text.
-        prose: True for what people wrote; False for tool output (no ``name``/``number``).
+        prose: True for what people wrote; False for tool output (no ``name``, ``entity``,
+            ``number``, ``code`` or ``symbol`` items, and only strong ``ident`` items).
+
+    Returns:
+        The items as they are written (identifiers whole, e.g. ``spike/hyopr-35``).
+        Linear in ``len(text)``.
     """
     # taken[i] == 1 when character i belongs to an item already claimed; a match overlaps
     # an earlier item when its span holds a 1 (bytearray.find: linear in the span, so the
@@ -79,8 +147,12 @@ def extract_facts(text: str, *, prose: bool = True) -> list[str]:
             if taken.find(1, a, b) != -1:
                 continue
             item = m.group(0).strip()
-            if kind == "id" and (_PLUMBING.match(item) or _ORDINAL.match(item)
-                                 or text[b:b + 2] in ('":', "':")):
+            if kind in ("id", "ident") and (_PLUMBING.match(item) or _ORDINAL.match(item)
+                                            or text[b:b + 2] in ('":', "':")):
+                continue
+            if kind == "ident" and not _ident_ok(item, prose):
+                continue
+            if kind == "code" and (item in _EMPHASIS or _shouted(text, a, b)):
                 continue
             if kind == "entity" and item in _NAME_STOP:
                 continue
@@ -91,7 +163,7 @@ def extract_facts(text: str, *, prose: bool = True) -> list[str]:
                 if len(words) < 2:
                     continue
                 item = " ".join(words)
-            taken[a:b] = b"\x01" * (b - a)
+            taken[a:b] = _CLAIMED * (b - a)
             found.append((a, item))
     found.sort()
     return list(dict.fromkeys(item for _, item in found))
