@@ -16,14 +16,18 @@ class InvalidHistoryError(CompactorError, ValueError):
             (``None`` when the problem is the list as a whole).
         tool_id: the ``tool_use`` / ``tool_call`` id involved, when there is one.
         rule: a short machine-readable rule code (see ``compactor.validate``).
+        fix: what to change so that rule holds (the text after ``fix:`` in the message),
+            or ``None`` when the message carries its own.
     """
 
     def __init__(self, message: str, *, index: int | None = None,
-                 tool_id: str | None = None, rule: str = "invalid") -> None:
+                 tool_id: str | None = None, rule: str = "invalid",
+                 fix: str | None = None) -> None:
         super().__init__(message)
         self.index = index
         self.tool_id = tool_id
         self.rule = rule
+        self.fix = fix
 
 
 class ConfigError(CompactorError, ValueError):

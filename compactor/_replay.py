@@ -19,19 +19,206 @@ from ._compactor import MessageCompactor
 from ._errors import ConfigError, ContextOverflowError, InvalidHistoryError
 from ._facts import normalize
 from ._format import Format, detect_format, text_of
-from ._validate import validate
+from ._validate import fix_for, validate
 
 
 @dataclass
 class Conversation:
     """One recorded conversation: ``messages`` as they would be sent (Anthropic: without
-    the system prompt, which is ``system``), its format and its QA ``probes``."""
+    the system prompt, which is ``system``), its format and its QA ``probes``. ``index`` is
+    its 1-based position in the file it came from (0: not from a file)."""
 
     id: str
     messages: list[dict[str, Any]]
     fmt: Format
     system: Any = None
     probes: list[dict[str, Any]] = field(default_factory=list)
+    index: int = 0
+
+
+#: Deepest nesting of JSON arrays/objects accepted in one message, in levels. Real
+#: messages stay under 20; anything near Python's recursion limit (1,000 frames, shared
+#: with the code that counts and hashes the message) would fail later with a RecursionError.
+MAX_DEPTH = 100
+
+_FIX_FILE = ("JSONL of {id, messages, probes?} (one object a line), a JSON list of messages, "
+             "a JSON object with messages, or a JSON list of {task_id, trial, traj} runs")
+
+
+@dataclass(frozen=True)
+class InputProblem:
+    """One conversation of an input file that cannot be replayed, and why.
+
+    Attributes:
+        file: the file, as given.
+        conversation: its 1-based position in the file (JSONL: the n-th non-blank line).
+        id: its id, when one could be read.
+        where: the part at fault: ``messages[i]`` (an index in the file's own list),
+            ``probes``, ``traj``, ``line N``, ``id``...
+        rule: a short code: a ``compactor.validate`` rule, or ``json``, ``encoding``,
+            ``nesting``, ``content_type``, ``session_id``.
+        detail: what is wrong, one sentence.
+        fix: what to change.
+        more: how many further problems the same conversation has (not listed).
+    """
+
+    file: str
+    conversation: int
+    id: str | None
+    where: str
+    rule: str
+    detail: str
+    fix: str
+    more: int = 0
+
+    def __str__(self) -> str:
+        cid = f" (id {_printable(self.id)})" if self.id is not None else ""
+        more = f" (and {self.more} more problem{'s' if self.more > 1 else ''})" if self.more \
+            else ""
+        return (f"{self.file}: conversation {self.conversation}{cid}: {self.where}: "
+                f"{self.rule}: {_printable(self.detail, 240)}{more}; fix: {self.fix}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The item of ``input_problems`` in ``compactor replay --json``."""
+        return {"conversation": None if self.id is None else _printable(self.id),
+                "index": self.conversation, "where": self.where, "rules": [self.rule],
+                "error": str(self)}
+
+
+def _printable(text: str, limit: int = 120) -> str:
+    """``text`` safe for one line of UTF-8 output: lone surrogates escaped, control
+    characters and newlines shown as escapes, long text cut."""
+    t = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if not t.isprintable():
+        t = "".join(c if c.isprintable() else repr(c)[1:-1] for c in t)
+    return t if len(t) <= limit else t[: limit - 1] + "\u2026"
+
+
+class _Bad(Exception):
+    """One problem found while reading a conversation (internal to the loader)."""
+
+    def __init__(self, where: str, rule: str, detail: str, fix: str, more: int = 0) -> None:
+        super().__init__(detail)
+        self.where, self.rule, self.detail, self.fix, self.more = where, rule, detail, fix, more
+
+
+def _kind(value: Any) -> str:
+    """How a JSON value is called in an error: ``null``, ``a number``, ``a list``..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {'true' if value else 'false'}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the string {_printable(repr(value), 40)}"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a JSON value (a scalar is 0), computed without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, list):
+            deepest = max(deepest, d)
+            if d > MAX_DEPTH:
+                return d
+            stack.extend((x, d + 1) for x in v if isinstance(x, (list, dict)))
+    return deepest
+
+
+def _check_value(where: str, value: Any) -> None:
+    """Raise :class:`_Bad` for text that is not valid Unicode or nesting too deep."""
+    if _depth(value) > MAX_DEPTH:
+        raise _Bad(where, "nesting", f"nested more than {MAX_DEPTH} levels deep",
+                   f"flatten it (real messages nest under 20 levels)")
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = e.object[e.start:e.end].encode("utf-8", "backslashreplace").decode("ascii")
+        raise _Bad(where, "encoding", f"holds a lone surrogate ({bad}), which is not valid "
+                   "Unicode", "write the text as valid UTF-8: a \\uD800-\\uDFFF escape must be "
+                   "one half of a surrogate pair") from None
+
+
+def _check_message(i: int, m: Any, fmt: str) -> None:
+    """Shape, content type, encoding and depth of ``messages[i]``."""
+    where = f"messages[{i}]"
+    if not isinstance(m, dict):
+        raise _Bad(where, "shape", f"is {_kind(m)}, not a message object", fix_for("shape"))
+    if not isinstance(m.get("role"), str):
+        got = "no 'role'" if "role" not in m else f"role {_kind(m['role'])}"
+        raise _Bad(where, "shape", f"has {got}; a message needs a string 'role'",
+                   fix_for("shape"))
+    content = m.get("content")
+    fix_content = ("make content a string or a list of content blocks ({\"type\": \"text\", "
+                   "\"text\": ...}, tool_use, tool_result...)")
+    if content is not None and not isinstance(content, (str, list)):
+        raise _Bad(where, "content_type", f"content is {_kind(content)}, not a string or a "
+                   "list of content blocks", fix_content)
+    if isinstance(content, list):
+        for k, b in enumerate(content):
+            if not isinstance(b, dict) or not isinstance(b.get("type"), str):
+                what = _kind(b) if not isinstance(b, dict) else "an object without a string 'type'"
+                raise _Bad(f"{where}.content[{k}]", "content_type",
+                           f"is {what}, not a content block", fix_content)
+            src = b.get("source")
+            if src is not None and not isinstance(src, dict):
+                raise _Bad(f"{where}.content[{k}].source", "content_type",
+                           f"is {_kind(src)}, not an object", "give the block's source as an "
+                           "object ({\"type\", \"data\"...})")
+    calls = m.get("tool_calls")
+    fix_calls = "give tool_calls as a list of {id, type, function: {name, arguments}} objects"
+    if calls is not None and not isinstance(calls, list):
+        raise _Bad(f"{where}.tool_calls", "content_type", f"is {_kind(calls)}, not a list",
+                   fix_calls)
+    for k, c in enumerate(calls or []):
+        if not isinstance(c, dict) or not isinstance(c.get("function", {}), dict):
+            what = _kind(c) if not isinstance(c, dict) else "a call whose function is not an object"
+            raise _Bad(f"{where}.tool_calls[{k}]", "content_type", f"is {what}", fix_calls)
+    _check_value(where, m)
+
+
+def _conversation(n: int, cid: str, messages: Any, probes: Any, fmt: str) -> Conversation:
+    """Check one conversation and build it (see :func:`read_conversations`).
+
+    Raises:
+        _Bad: the first problem found.
+    """
+    if not isinstance(messages, list):
+        raise _Bad("messages", "shape", f"is {_kind(messages)}, not a list of messages",
+                   "give each conversation a list of message objects")
+    for i, m in enumerate(messages):
+        _check_message(i, m, fmt)
+    if probes is None:
+        probes = []
+    if not isinstance(probes, list):
+        raise _Bad("probes", "shape", f"is {_kind(probes)}, not a list",
+                   "give probes as a list of {question, answer} objects, or leave them out")
+    for k, pr in enumerate(probes):
+        if not isinstance(pr, dict):
+            raise _Bad(f"probes[{k}]", "shape", f"is {_kind(pr)}, not an object",
+                       "give probes as a list of {question, answer} objects, or leave them out")
+    _check_value("probes", probes)
+    _check_value("id", cid)
+    conv = _from_messages(cid, messages, probes, fmt)
+    conv.index = n
+    offset = len(messages) - len(conv.messages)   # 1 when a system message was lifted out
+    if offset and not (isinstance(conv.system, str) or (
+            isinstance(conv.system, list) and all(isinstance(b, dict) for b in conv.system))):
+        raise _Bad("messages[0]", "content_type", f"the system prompt is {_kind(conv.system)}",
+                   "make the system prompt a string or a list of text blocks")
+    found = validate(conv.messages, conv.fmt)
+    if found:
+        v = found[0]
+        where = "messages" if v.index is None else f"messages[{v.index + offset}]"
+        if v.tool_id:
+            where += f" (tool id {_printable(v.tool_id, 60)})"
+        raise _Bad(where, v.rule, v.detail, v.fix, more=len(found) - 1)
+    return conv
 
 
 def _from_messages(cid: str, messages: list[dict[str, Any]], probes: list[dict[str, Any]],
@@ -50,60 +237,216 @@ def _from_messages(cid: str, messages: list[dict[str, Any]], probes: list[dict[s
     return Conversation(cid, messages, f, system, probes)
 
 
-def load_conversations(path: str | Path, fmt: str = "auto") -> list[Conversation]:
-    """Read conversations from a file.
+def _read_bytes(p: Path) -> bytes:
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such file; fix: pass a conversation file (.jsonl or .json)",
+                          field="path", source=str(p)) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a folder; fix: pass a conversation file (.jsonl or .json) "
+                          "inside it", field="path", source=str(p)) from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot be read ({e.strerror or e}); fix: check the path and "
+                          "that you may read it", field="path", source=str(p)) from None
+
+
+def _decode(raw: bytes) -> str:
+    """UTF-8 text of ``raw``; raises ``UnicodeDecodeError``."""
+    return raw.decode("utf-8-sig")
+
+
+def _parse(text: str) -> Any:
+    """``json.loads`` that reports nesting too deep for the parser as a ``ValueError``."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"nested too deeply for the JSON parser (more than {MAX_DEPTH} "
+                         "levels are not accepted)") from None
+
+
+def read_conversations(path: str | Path, fmt: str = "auto"
+                       ) -> tuple[list[Conversation], list[InputProblem]]:
+    """Read every conversation of a file that can be replayed, and name the ones that cannot.
 
     Accepted (``fmt="auto"`` detects): our JSONL line schema (``{id, messages, probes?}``
     a line; a leading ``system`` message becomes the Anthropic system prompt), an OpenAI
-    JSON list of runs (``[{task_id, trial, traj: [...]}]``, tau-bench style), a JSON object
-    with ``messages``, or a plain JSON list of messages.
+    JSON list of runs (``[{task_id, trial, traj: [...]}]``, tau-bench style), a JSON list of
+    ``{id, messages}`` objects, a JSON object with ``messages``, or a plain JSON list of
+    messages. A file is JSONL when at least two of its lines are each one ``{...}`` object.
+
+    Each conversation is checked: its line is UTF-8 JSON, an object with a list of message
+    objects (string ``role``, content a string or a list of typed blocks), no lone
+    surrogate, at most :data:`MAX_DEPTH` levels of nesting, ``probes`` a list of objects,
+    and the provider rules of its format (``compactor.validate``). A conversation that fails
+    is left out and named by an :class:`InputProblem` (its first problem).
+
+    Returns:
+        ``(conversations, problems)``, each in file order.
 
     Raises:
-        ConfigError: the file is missing or not one of those shapes (the message says which
-            shape was found and what to pass instead).
+        ConfigError: the file as a whole cannot be read: missing, a folder, unreadable,
+            empty, not UTF-8 / not JSON (outside JSONL), or not one of the shapes above
+            (the message names the file, what was found and the fix).
     """
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: no such file; fix: pass a conversation file (.jsonl or .json)",
-                          field="path", source=str(p))
-    text = p.read_text(encoding="utf-8")
+    raw = _read_bytes(p)
+    if not raw.strip():
+        raise ConfigError(f"{p}: the file is empty; fix: {_FIX_FILE}", field="path",
+                          source=str(p))
+    lines = raw.split(b"\n")
+    filled = [ln for ln in lines if ln.strip()]
+    objects = sum(1 for ln in filled if ln.lstrip(b" \t\xef\xbb\xbf").startswith(b"{")
+                  and ln.rstrip().endswith(b"}"))
     convs: list[Conversation] = []
-    stripped = text.lstrip()
-    if stripped.startswith("{") and "\n{" in stripped.strip():
-        for n, line in enumerate(stripped.splitlines(), 1):
+    problems: list[InputProblem] = []
+
+    def add(n: int, cid: str | None, build: Callable[[], Conversation]) -> None:
+        try:
+            convs.append(build())
+        except _Bad as b:
+            problems.append(InputProblem(str(path), n, getattr(b, "cid", cid), b.where, b.rule,
+                                         b.detail, b.fix, b.more))
+
+    if objects >= 2 or (len(filled) > 1 and _is_object_line(filled[0])):
+        # JSONL: one conversation a line, each judged on its own
+        n = 0
+        for ln_no, line in enumerate(lines, 1):
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"{p}:{n}: not JSON ({e.msg}); fix: one JSON object per line",
-                                  field="line", source=str(p)) from e
-            if not isinstance(obj, dict) or not isinstance(obj.get("messages"), list):
-                raise ConfigError(f"{p}:{n}: expected {{id, messages, probes?}}", field="messages",
-                                  source=str(p))
-            convs.append(_from_messages(str(obj.get("id", f"{p.stem}#{n}")), obj["messages"],
-                                        obj.get("probes") or [], fmt))
-        return convs
+            n += 1
+            add(n, None, lambda: _jsonl_line(p, n, ln_no, line, fmt))
+        return convs, problems
     try:
-        data = json.loads(text)
+        text = _decode(raw)
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+                          "fix: save the file as UTF-8", field="path", source=str(p)) from None
+    try:
+        data = _parse(text)
+    except ValueError as e:
+        msg = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+        where = f" (line {e.lineno}, column {e.colno})" if isinstance(e, json.JSONDecodeError) \
+            else ""
+        raise ConfigError(f"{p}: not JSON or JSONL: {msg}{where}; fix: {_FIX_FILE}",
+                          field="path", source=str(p)) from None
+    if isinstance(data, dict):
+        if "messages" in data:
+            cid = str(data.get("id", p.stem))
+            add(1, cid, lambda: _conversation(1, cid, data["messages"], data.get("probes"), fmt))
+            return convs, problems
+        raise ConfigError(f"{p}: a JSON object without 'messages' (keys: "
+                          f"{', '.join(sorted(map(str, data))[:8]) or 'none'}); fix: {_FIX_FILE}",
+                          field="path", source=str(p))
+    if not isinstance(data, list):
+        raise ConfigError(f"{p}: holds {_kind(data)}, not conversations; fix: {_FIX_FILE}",
+                          field="path", source=str(p))
+    if not data:
+        raise ConfigError(f"{p}: an empty JSON list, no conversations; fix: {_FIX_FILE}",
+                          field="path", source=str(p))
+    objs = [x for x in data if isinstance(x, dict)]
+    if any("traj" in x for x in objs):
+        for n, run in enumerate(data, 1):
+            if not isinstance(run, dict):
+                add(n, None, _raiser(_Bad(f"runs[{n - 1}]", "shape", f"is {_kind(run)}, not a "
+                                          "{task_id, trial, traj} run", "give every run an "
+                                          "object with a traj list")))
+                continue
+            cid = f"{p.stem}/task{run.get('task_id', n - 1)}-trial{run.get('trial', 0)}"
+            add(n, cid, lambda: _run(n, cid, run, "openai" if fmt == "auto" else fmt))
+        return convs, problems
+    if any("messages" in x for x in objs):
+        for n, obj in enumerate(data, 1):
+            if not isinstance(obj, dict):
+                add(n, None, _raiser(_Bad(f"conversations[{n - 1}]", "shape", f"is {_kind(obj)}"
+                                          ", not an {id, messages} object",
+                                          "give every conversation an object with messages")))
+                continue
+            cid = f"{p.stem}#{n}" if obj.get("id") is None else str(obj["id"])
+            add(n, cid, lambda: _conversation(n, cid, obj.get("messages"), obj.get("probes"), fmt))
+        return convs, problems
+    if any("role" in x for x in objs):
+        add(1, p.stem, lambda: _conversation(1, p.stem, data, None, fmt))
+        return convs, problems
+    if objs and all("input_schema" in x or "function" in x or "parameters" in x for x in objs):
+        raise ConfigError(f"{p}: this is a list of tool schemas, not a conversation; fix: "
+                          f"pass it as --tools {p}", field="path", source=str(p))
+    raise ConfigError(f"{p}: a JSON list of {_kind(data[0])}..., not conversations; fix: "
+                      f"{_FIX_FILE}", field="path", source=str(p))
+
+
+def _is_object_line(line: bytes) -> bool:
+    """Whether ``line`` alone is one JSON object (the first line of a JSONL file)."""
+    try:
+        return isinstance(_parse(_decode(line)), dict)
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
+def _raiser(bad: _Bad) -> Callable[[], Conversation]:
+    def build() -> Conversation:
+        raise bad
+    return build
+
+
+def _run(n: int, cid: str, run: dict[str, Any], fmt: str) -> Conversation:
+    if not isinstance(run.get("traj"), list):
+        raise _Bad("traj", "shape", f"is {_kind(run.get('traj'))}, not a list of messages",
+                   "give every run a traj list of messages, or drop the run")
+    try:
+        return _conversation(n, cid, run["traj"], None, fmt)
+    except _Bad as b:
+        b.where = b.where.replace("messages", "traj", 1)
+        raise
+
+
+def _jsonl_line(p: Path, n: int, ln_no: int, line: bytes, fmt: str) -> Conversation:
+    """One JSONL line as a conversation; once its id is read, a problem carries it."""
+    where = f"line {ln_no}"
+    try:
+        text = _decode(line) if ln_no == 1 else line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _Bad(where, "encoding", f"not UTF-8 (byte 0x{line[e.start]:02x} at column "
+                   f"{e.start + 1})", "save the file as UTF-8") from None
+    try:
+        obj = _parse(text)
     except json.JSONDecodeError as e:
-        raise ConfigError(f"{p}: not JSON or JSONL ({e.msg})", field="path", source=str(p)) from e
-    if isinstance(data, dict) and isinstance(data.get("messages"), list):
-        return [_from_messages(str(data.get("id", p.stem)), data["messages"],
-                               data.get("probes") or [], fmt)]
-    if isinstance(data, list) and data and all(isinstance(x, dict) for x in data):
-        if all("traj" in x for x in data):
-            for n, run in enumerate(data):
-                cid = f"{p.stem}/task{run.get('task_id', n)}-trial{run.get('trial', 0)}"
-                convs.append(_from_messages(cid, run["traj"], [], "openai" if fmt == "auto" else fmt))
-            return convs
-        if all("role" in x for x in data):
-            return [_from_messages(p.stem, data, [], fmt)]
-        if all("input_schema" in x or "function" in x or "parameters" in x for x in data):
-            raise ConfigError(f"{p}: this is a list of tool schemas, not a conversation; fix: "
-                              f"pass it as --tools {p}", field="path", source=str(p))
-    raise ConfigError(f"{p}: not a conversation file; fix: JSONL of {{id, messages}}, a JSON "
-                      "list of messages, or a list of {traj} runs", field="path", source=str(p))
+        raise _Bad(where, "json", f"not JSON ({e.msg} at column {e.colno})",
+                   "write one JSON object per line") from None
+    except ValueError as e:
+        raise _Bad(where, "nesting", str(e), "flatten it (real messages nest under 20 "
+                   "levels)") from None
+    if not isinstance(obj, dict):
+        raise _Bad(where, "shape", f"is {_kind(obj)}, not an {{id, messages}} object",
+                   "write one {\"id\": ..., \"messages\": [...]} object per line")
+    cid = f"{p.stem}#{n}" if obj.get("id") is None else str(obj["id"])
+    try:
+        return _conversation(n, cid, obj.get("messages"), obj.get("probes"), fmt)
+    except _Bad as b:
+        raise _IdBad(cid, b) from None
+
+
+class _IdBad(_Bad):
+    """A :class:`_Bad` that knows the conversation's id (JSONL lines learn it late)."""
+
+    def __init__(self, cid: str, b: _Bad) -> None:
+        super().__init__(b.where, b.rule, b.detail, b.fix, b.more)
+        self.cid = cid
+
+
+def load_conversations(path: str | Path, fmt: str = "auto") -> list[Conversation]:
+    """Every conversation of a file (see :func:`read_conversations` for the shapes and the
+    checks), or an error for the first one that cannot be replayed.
+
+    Raises:
+        ConfigError: the file cannot be read as a whole, or a conversation in it breaks a
+            check (the message is the :class:`InputProblem` line: file, conversation, id,
+            where, rule and fix).
+    """
+    convs, problems = read_conversations(path, fmt)
+    if problems:
+        raise ConfigError(str(problems[0]), field="messages", source=str(path))
+    return convs
 
 
 def load_tools(path: str | Path | None) -> list[dict[str, Any]] | None:
@@ -213,7 +556,8 @@ async def replay_conversation(conv: Conversation, compactor: MessageCompactor, s
     for v in validate(msgs, f):
         input_rules.add(v.rule)
     if input_rules:
-        stats.input_problems.append({"conversation": conv.id, "rules": sorted(input_rules)})
+        stats.input_problems.append({"conversation": conv.id, "index": conv.index,
+                                     "rules": sorted(input_rules)})
     history: list[Any] = []
     broken = False
     for msg in msgs:
@@ -230,8 +574,8 @@ async def replay_conversation(conv: Conversation, compactor: MessageCompactor, s
                 history.append(msg)
                 continue
             except InvalidHistoryError as e:
-                stats.input_problems.append({"conversation": conv.id, "rules": [e.rule],
-                                             "error": str(e)[:300]})
+                stats.input_problems.append({"conversation": conv.id, "index": conv.index,
+                                             "rules": [e.rule], "error": str(e)[:300]})
                 broken = True
                 history.append(msg)
                 continue

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from ._errors import ConfigError
 from ._store import SessionStore
 
 #: Default store root: ``$COMPACTOR_HOME`` or ``./compactor-data``.
@@ -42,8 +45,36 @@ def add_sessions_commands(sub: Any) -> None:
         child.add_argument("--store", default=argparse.SUPPRESS, help="store root")
 
 
+def store_root(args: argparse.Namespace) -> Path:
+    """``--store``, else ``$COMPACTOR_HOME``, else ``./compactor-data``."""
+    return Path(getattr(args, "store", None) or default_store())
+
+
+def open_store(root: Path) -> SessionStore:
+    """The existing store at ``root``, or a one-line :class:`ConfigError` naming the path
+    and the fix (a read command never creates a store where none was).
+
+    Raises:
+        ConfigError: ``root`` does not exist, is not a folder, or cannot be opened.
+    """
+    if not root.exists():
+        raise ConfigError(f"no session store at {root} (no such folder); fix: pass --store DIR "
+                          f"(the folder given to `compactor replay --store`) or set "
+                          f"${DEFAULT_STORE_ENV}", field="store", source=str(root))
+    if not root.is_dir():
+        raise ConfigError(f"session store {root} is a file, not a folder; fix: pass the store "
+                          "folder with --store DIR", field="store", source=str(root))
+    try:
+        return SessionStore(root)
+    except OSError as e:
+        raise ConfigError(f"session store {root}: cannot be opened ({e.strerror or e}"
+                          f"{f': {e.filename}' if e.filename else ''}); fix: run as a user who "
+                          "may read and write it, or pass another --store", field="store",
+                          source=str(root)) from None
+
+
 def _store(args: argparse.Namespace) -> SessionStore:
-    return SessionStore(args.store or default_store())
+    return open_store(store_root(args))
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -64,9 +95,13 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     st = _store(args)
-    if not st.session_dir(args.session_id).exists():
-        print(f"compactor: no session {args.session_id!r} in {st.root}")
-        return 2
+    if args.session_id not in st.sessions():
+        hint = ("check the id with `compactor sessions list`")
+        if _archived(st.root, args.session_id) is not None:
+            hint = (f"maintenance moved it to the archive: `compactor archive show "
+                    f"{args.session_id}`")
+        raise ConfigError(f"no live session {args.session_id!r} in {st.root}; fix: {hint}",
+                          field="session_id")
     info = st.info(args.session_id)
     if args.json:
         print(json.dumps(info, ensure_ascii=False))
@@ -82,16 +117,62 @@ def _show(args: argparse.Namespace) -> int:
 
 def write_messages(msgs: list[dict[str, Any]], out: str | None, note: str = "") -> None:
     """Print a restored history as one JSON list on stdout, or write it (plus a newline)
-    to the file ``out`` and print ``N messages written to OUT`` followed by ``note``."""
+    to the file ``out`` and print ``N messages written to OUT`` followed by ``note``.
+
+    The file is created with mode 0600 (a regular file that exists is set to 0600 before it
+    is written): a full history can hold secrets.
+
+    Raises:
+        ConfigError: ``out`` cannot be written (the message names it and the fix).
+    """
     body = json.dumps(msgs, ensure_ascii=False)
-    if out:
-        with open(out, "w", encoding="utf-8") as fh:
-            fh.write(body + "\n")
-        print(f"{len(msgs)} messages written to {out}{note}")
-    else:
+    if not out:
         print(body)
+        return
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8", closefd=False) as fh:
+                fh.write(body + "\n")
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot be written ({e.strerror or e}); fix: pass a "
+                          "file in a folder you may write to", field="out") from None
+    print(f"{len(msgs)} messages written to {out}{note}")
+
+
+def _archived(root: Path, session_id: str) -> Any:
+    """The maintenance archive's entry of ``session_id`` (archive root from the maintenance
+    config, default ``<store>/archive``), or None when it has none."""
+    from .maintenance._archive import ArchiveError, find
+    from .maintenance._config import load_config
+
+    archive_root = load_config(None).with_paths(store=str(root)).archive_root
+    try:
+        return find(archive_root, session_id)
+    except ArchiveError as e:
+        if e.path is None:   # no entry for that id
+            return None
+        raise
 
 
 def _restore(args: argparse.Namespace) -> int:
-    write_messages(_store(args).restore(args.session_id), args.out)
+    """The live store's history of the session; when maintenance archived it, the
+    archive's (hash-verified), as ``compactor archive restore`` gives it."""
+    st = _store(args)
+    note = ""
+    if args.session_id in st.sessions():
+        msgs = st.restore(args.session_id)
+    else:
+        entry = _archived(st.root, args.session_id)
+        if entry is None:
+            raise ConfigError(f"no session {args.session_id!r} in {st.root}, live or archived; "
+                              "fix: check the id with `compactor sessions list` and `compactor "
+                              "archive list`", field="session_id")
+        msgs = entry.messages()
+        note = f" (from the archive {entry.path}, hash verified)"
+    write_messages(msgs, args.out, note)
     return 0

@@ -149,13 +149,15 @@ def message_tokens(message: Mapping[str, Any], fmt: Format, counter: TokenCounte
             elif t in ("image", "image_url"):
                 total += IMAGE_TOKENS
             elif t == "document":
-                src = b.get("source") or {}
-                data = src.get("data", "") if isinstance(src, Mapping) else ""
-                total += counter.count(data) if src.get("type") == "text" else len(str(data)) // 4
+                src = b.get("source")
+                src = src if isinstance(src, Mapping) else {}
+                data = str(src.get("data", ""))
+                total += counter.count(data) if src.get("type") == "text" else len(data) // 4
             else:
                 total += counter.count(_json(b))
     for c in message.get("tool_calls") or []:
-        fn = c.get("function") or {}
+        fn = c.get("function") if isinstance(c, Mapping) else None
+        fn = fn if isinstance(fn, Mapping) else {}
         total += TOOL_BLOCK_OVERHEAD + counter.count(str(fn.get("name", ""))) \
             + counter.count(str(fn.get("arguments", "")))
     if fmt is Format.OPENAI and message.get("role") == "tool":
@@ -181,6 +183,43 @@ def tools_tokens(tools: Sequence[Mapping[str, Any]] | None, counter: TokenCounte
     if not tools:
         return 0
     return sum(TOOL_SCHEMA_OVERHEAD + counter.count(_json(t)) for t in tools)
+
+
+def check_tokens(name: str, value: object, *, allow_zero: bool = False) -> int:
+    """``value`` as a number of tokens, or a :class:`ConfigError` naming ``name``.
+
+    Accepts an ``int`` (not a ``bool``, a ``float`` or a string such as ``"8k"``: the CLI
+    parses those, the library takes tokens as given) that is > 0, or >= 0 with
+    ``allow_zero``. Used for ``window``, ``max_tokens`` and the output reserve.
+
+    Raises:
+        ConfigError: the value is not an int, or is out of range (``field`` is ``name``).
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        shown = f"the {type(value).__name__} {value!r}"
+        raise ConfigError(f"{name} must be a whole number of tokens (int), got {shown}; fix: "
+                          f"pass e.g. {name}=8000", field=name)
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name} must be {bound} tokens, got {value}; fix: pass e.g. "
+                          f"{name}={8000 if not allow_zero else 0}", field=name)
+    return value
+
+
+def usable_tokens(window: object, reserve: object, *, reserve_name: str = "max_tokens") -> int:
+    """The tokens a call may fill: ``window - reserve``, both checked with
+    :func:`check_tokens` (``window`` > 0, ``reserve`` >= 0).
+
+    Raises:
+        ConfigError: either value is not a token count, or the reserve leaves no room
+            (``field`` is ``reserve_name``).
+    """
+    w = check_tokens("window", window)
+    r = check_tokens(reserve_name, reserve, allow_zero=True)
+    if r >= w:
+        raise ConfigError(f"{reserve_name} ({r}) leaves no room in a {w}-token window; fix: "
+                          f"lower {reserve_name} or use a larger window/tier", field=reserve_name)
+    return w - r
 
 
 class Tier(str, enum.Enum):
@@ -239,9 +278,7 @@ class WindowConfig:
     def __post_init__(self) -> None:
         for k, v in {**{t.value: w for t, w in self.tier_windows.items()},
                      **dict(self.model_windows)}.items():
-            if not isinstance(v, int) or v <= 0:
-                raise ConfigError(f"window for {k!r} must be a positive number of tokens, got "
-                                  f"{v!r}; fix: e.g. 128000", field=f"window.{k}")
+            check_tokens(f"window.{k}", v)
 
     def tier_for(self, model: str | None) -> Tier:
         """The tier of ``model`` by the first matching pattern (user rules first)."""

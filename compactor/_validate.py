@@ -32,6 +32,35 @@ from ._format import Format, blocks, calls_answered, calls_opened
 PAIRING_RULES = frozenset({"unanswered_call", "orphan_result", "duplicate_result",
                            "misplaced_block", "shape", "role"})
 
+#: The fix for each rule code: what the caller changes in the history so the rule holds.
+#: Every error and CLI line built from a :class:`Violation` ends with its rule's fix, so
+#: the hint always matches the rule that failed.
+FIXES: dict[str, str] = {
+    "empty_messages": "send at least one user message",
+    "shape": "make every message a JSON object with a string 'role'",
+    "role": "use only the roles the format accepts (Anthropic: 'user' and 'assistant', e.g. "
+            "'human' -> 'user', 'bot' -> 'assistant', the system prompt as the top-level "
+            "'system' parameter; OpenAI: system, developer, user, assistant, tool)",
+    "empty_content": "give the message non-empty content, or drop it",
+    "misplaced_block": "put tool_use blocks in assistant messages and tool_result blocks in "
+                       "the user message right after",
+    "duplicate_tool_id": "give every tool call in the history its own id",
+    "unanswered_call": "follow every tool call immediately with its result (all results of "
+                       "one assistant message in the next message), or drop the call",
+    "orphan_result": "drop the result, or keep the assistant message with the tool call it "
+                     "answers immediately before it",
+    "duplicate_result": "answer each tool call once: drop the repeated result",
+    "result_order": "put the tool_result blocks first in the user message's content, text "
+                    "after them",
+    "arguments_type": "send function.arguments as a JSON string (json.dumps of the object)",
+}
+
+
+def fix_for(rule: str) -> str:
+    """The fix hint of a rule code (see :data:`FIXES`); a generic one for unknown codes."""
+    return FIXES.get(rule, "send only histories that keep the provider rules "
+                           "(docs/provider-rules.md)")
+
 
 @dataclass(frozen=True)
 class Violation:
@@ -46,6 +75,11 @@ class Violation:
         where = f"messages[{self.index}]" if self.index is not None else "messages"
         tid = f" (id {self.tool_id!r})" if self.tool_id else ""
         return f"{self.rule}: {where}{tid}: {self.detail}"
+
+    @property
+    def fix(self) -> str:
+        """What to change so this rule holds (from :data:`FIXES`)."""
+        return fix_for(self.rule)
 
 
 def validate(messages: Sequence[Mapping[str, Any]], fmt: Format, *,
@@ -207,10 +241,9 @@ def _validate_openai(msgs: Sequence[Mapping[str, Any]], lo: int,
 def raise_for(violations: Sequence[Violation], *, rules: frozenset[str] | None = None) -> None:
     """Raise :class:`InvalidHistoryError` for the first violation (of ``rules``, if given).
 
-    The error names the message index, the tool id and the fix."""
+    The error names the message index, the tool id and the fix of the rule that failed
+    (:data:`FIXES`)."""
     for v in violations:
         if rules is None or v.rule in rules:
-            raise InvalidHistoryError(
-                f"invalid history: {v}; fix: make every tool call's results follow it "
-                "immediately and in full, and send only roles and content the provider accepts",
-                index=v.index, tool_id=v.tool_id, rule=v.rule)
+            raise InvalidHistoryError(f"invalid history: {v}; fix: {v.fix}", index=v.index,
+                                      tool_id=v.tool_id, rule=v.rule, fix=v.fix)

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from importlib import resources
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -22,12 +22,53 @@ from rich.table import Table
 from ._compactor import MessageCompactor
 from ._errors import CompactorError
 from ._plan import PlanConfig
-from ._replay import load_conversations, load_tools, parse_window, replay
+from ._replay import InputProblem, load_tools, parse_window, read_conversations, replay
 from ._store import SessionStore
 from ._tokens import HeuristicCounter, Tier, TiktokenCounter
 
 #: The demo's window, in tokens: small enough that the shipped session compacts often.
 DEMO_WINDOW = 12_000
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr, exit 2:
+    ``compactor: error: PROG: PROBLEM; fix: ...`` (argparse prints the usage block too)."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        fix = "" if "fix:" in message else f"; fix: see `{self.prog} --help`"
+        self.exit(2, f"compactor: error: {self.prog}: {_one_line(message)}{fix}\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number > 0 (e.g. ``--limit``)."""
+    return _int_arg(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0 (e.g. ``--keep-recent``)."""
+    return _int_arg(text, 0)
+
+
+def _int_arg(text: str, low: int) -> int:
+    try:
+        n = int(text.replace("_", ""))
+    except ValueError:
+        n = None
+    if n is None or n < low:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number {'> 0' if low else '>= 0'}; fix: pass e.g. "
+            f"{max(low, 10)}")
+    return n
+
+
+def window_arg(text: str) -> str:
+    """argparse type of ``--window``: checked with :func:`compactor._replay.parse_window`,
+    kept as written (the report shows it)."""
+    try:
+        parse_window(text)
+    except CompactorError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix(f"--window {text!r}: ")) from None
+    return text
 
 
 def _add_replay(sub: Any) -> None:
@@ -39,21 +80,23 @@ def _add_replay(sub: Any) -> None:
     p.add_argument("--demo", action="store_true", help="replay the session the package ships")
     p.add_argument("--format", default="auto", choices=["auto", "anthropic", "openai"])
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--window", help="context window in tokens (system + tools + messages, no "
+    g.add_argument("--window", type=window_arg, help="context window in tokens (system + tools + messages, no "
                    "output reserve), e.g. 4000 or 8k, or a share of each conversation, e.g. 25%%")
     g.add_argument("--tier", choices=[t.value for t in Tier], help="use this tier's window")
     p.add_argument("--model", help="use this model's tier window")
     p.add_argument("--tools", help="JSON file of tool schemas to count")
     p.add_argument("--summarizer", default="extractive", choices=["extractive", "none"],
                    help="'none' drops the evicted span with no summary (truncation baseline)")
-    p.add_argument("--keep-recent", type=int, default=PlanConfig.keep_recent)
+    p.add_argument("--keep-recent", type=non_negative_int, default=PlanConfig.keep_recent)
     p.add_argument("--high", type=float, default=PlanConfig.high_watermark,
                    help="high watermark (share of the window that triggers a compaction)")
     p.add_argument("--low", type=float, default=PlanConfig.low_watermark,
                    help="low watermark (share of the window to compact down to)")
-    p.add_argument("--max-summary-tokens", type=int, default=PlanConfig.max_summary_tokens)
+    p.add_argument("--max-summary-tokens", type=non_negative_int,
+                   default=PlanConfig.max_summary_tokens)
     p.add_argument("--counter", default="tiktoken", choices=["tiktoken", "heuristic"])
-    p.add_argument("--limit", type=int, help="replay only the first N conversations")
+    p.add_argument("--limit", type=positive_int,
+                   help="replay only the first N conversations of the file")
     p.add_argument("--events", action="store_true", help="print each compaction")
     p.add_argument("--store", help="archive every message and keep session state in this folder "
                    "(then: compactor sessions --store DIR restore ID)")
@@ -63,6 +106,9 @@ def _add_replay(sub: Any) -> None:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    """Replay the good conversations of a file and report them; name every bad one on
+    stderr (one line each). Exit 0; 1 an invalid history was sent; 2 a conversation (or
+    the file, or an option) was bad input -- the good ones were still replayed."""
     console = Console(stderr=args.json)
     if args.demo:
         data = resources.files("compactor") / "data"
@@ -72,20 +118,24 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         show_events = True
     else:
         if not args.path:
-            raise CompactorError("replay needs a conversation file (or --demo)")
+            raise CompactorError("replay needs a conversation file (or --demo); fix: "
+                                 "compactor replay FILE --window 8000")
         path, tools_path, window_arg, show_events = args.path, args.tools, args.window, args.events
-    convs = load_conversations(path, args.format)
-    if args.limit:
-        convs = convs[:args.limit]
-    tools = load_tools(tools_path)
     window, share = parse_window(window_arg) if window_arg else (None, None)
     tier = Tier(args.tier) if args.tier else None
     if window is None and share is None and tier is None and not args.model:
-        raise CompactorError("replay needs --window, --tier or --model")
+        raise CompactorError("replay needs --window, --tier or --model; fix: e.g. --window 8000")
+    convs, problems = read_conversations(path, args.format)
+    if args.limit:
+        convs = [c for c in convs if c.index <= args.limit]
+        problems = [p for p in problems if p.conversation <= args.limit]
+    tools = load_tools(tools_path)
     counter = TiktokenCounter() if args.counter == "tiktoken" else HeuristicCounter()
     cfg = PlanConfig(high_watermark=args.high, low_watermark=args.low,
                      keep_recent=args.keep_recent, max_summary_tokens=args.max_summary_tokens)
-    store = SessionStore(args.store) if args.store else None
+    store = _open_store(args.store) if args.store else None
+    if store is not None:
+        convs = _storable(store, convs, problems, path)
     sink = None
     if args.ledger:
         from .ledger import Ledger
@@ -104,13 +154,19 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                                    progress=lambda n: prog.update(task, completed=n)))
     if sink is not None:
         sink.close()
+    # problems found while replaying (a rule validate() does not check): after the loader's
+    late = list(stats.input_problems)
+    stats.input_problems = [p.as_dict() for p in problems] + late
     out = stats.as_dict()
     out.update({"file": path, "window": window_arg or (args.tier or args.model),
                 "summarizer": args.summarizer, "counter": getattr(counter, "encoding_name",
-                                                                  counter.name)})
+                                                                  counter.name),
+                "conversations_skipped": len(problems)})
+    code = 2 if stats.input_problems else (1 if stats.invalid_histories else 0)
     if args.json:
         print(json.dumps(out, ensure_ascii=False))
-        return 0 if stats.invalid_histories == 0 else 1
+        _print_problems(problems, late, path)
+        return code
     if show_events:
         for e in stats.events:
             console.print(f"[bold]compaction[/] before call {e['call']:>3}: "
@@ -124,7 +180,46 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 console.print("  " + line, markup=False, highlight=False)
             console.print()
     console.print(_table(out))
-    return 0 if stats.invalid_histories == 0 else 1
+    _print_problems(problems, late, path)
+    return code
+
+
+def _open_store(root: str) -> SessionStore:
+    """``SessionStore(root)``, or a one-line error naming ``--store`` and the fix."""
+    try:
+        return SessionStore(root)
+    except OSError as e:
+        raise CompactorError(f"--store {root}: cannot create or open the session store "
+                             f"({e.strerror or e}{f': {e.filename}' if e.filename else ''}); "
+                             "fix: pass a folder you may write to (or that does not exist yet "
+                             "under one)") from None
+
+
+def _storable(store: SessionStore, convs: list[Any], problems: list[InputProblem],
+              path: str) -> list[Any]:
+    """The conversations whose id can name a session folder; the others become problems."""
+    ok = []
+    for c in convs:
+        try:
+            store.session_dir(c.id)
+        except CompactorError as e:
+            fix = str(e).split("; fix: ", 1)[-1]
+            problems.append(InputProblem(path, c.index, c.id, "id", "session_id",
+                                         "cannot name a session folder in --store", fix))
+            continue
+        ok.append(c)
+    problems.sort(key=lambda p: p.conversation)
+    return ok
+
+
+def _print_problems(problems: list[InputProblem], late: list[dict[str, Any]], path: str) -> None:
+    """One ``compactor: error:`` line on stderr per bad conversation."""
+    for p in problems:
+        print(f"compactor: error: {p}", file=sys.stderr)
+    for d in late:
+        print(f"compactor: error: {path}: conversation {d.get('index') or '?'} "
+              f"(id {d['conversation']}): "
+              f"{_one_line(d.get('error') or ', '.join(d['rules']))}", file=sys.stderr)
 
 
 def _table(d: dict[str, Any]) -> Table:
@@ -148,7 +243,8 @@ def _table(d: dict[str, Any]) -> Table:
         rows.append(("probes contained / ceiling / total",
                      f"{d['probes_contained']} / {d['probes_ceiling']} / {d['probes_total']}"))
     if d["input_problems"]:
-        rows.append(("input problems (conversations)", len(d["input_problems"])))
+        rows.append(("bad input: conversations skipped (named on stderr)",
+                     d.get("conversations_skipped", len(d["input_problems"]))))
     rows.append(("seconds", f"{d['seconds']:.2f}"))
     for k, v in rows:
         t.add_row(k, str(v))
@@ -161,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="compactor", description="Agent context compactor.")
+    parser = OneLineParser(prog="compactor", description="Agent context compactor.")
     parser.add_argument("--version", action="version", version=f"compactor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_replay(sub)

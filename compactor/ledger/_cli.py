@@ -3,8 +3,9 @@
 ``add_ledger_commands(subparsers)`` adds the ``ledger`` command to the main parser's
 sub-parsers. Each handler is ``func(args) -> int`` (the exit code), stored with
 ``set_defaults(func=...)``. Exit codes: 0 success; 1 ``verify`` found torn or invalid
-lines (that ``--repair`` did not fix); 2 usage errors (no ledger at the path, bad
-``--since``, no sub-command).
+lines (that ``--repair`` did not fix); 2 usage errors (no ledger at the path, the path is
+a folder or cannot be read, bad ``--since``, no sub-command), one line on stderr:
+``compactor: error: PROBLEM; fix: ...``.
 """
 
 from __future__ import annotations
@@ -36,10 +37,54 @@ def _exists(path: Path) -> bool:
     return path.exists() or bool(list_segments(Path(os.path.abspath(path))).segments)
 
 
-def _missing(path: Path) -> int:
-    print(f"compactor ledger: no ledger at {os.path.abspath(path)} "
-          f"(pass --ledger PATH or set {LEDGER_ENV})", file=sys.stderr)
+def ledger_exists(path: str | os.PathLike[str]) -> bool:
+    """Whether a ledger is at ``path``: its active file or any of its segments."""
+    return _exists(Path(path))
+
+
+def missing_ledger_line(path: str | os.PathLike[str]) -> str:
+    """The one line every command prints when no ledger is at ``path``."""
+    return (f"no ledger at {os.path.abspath(path)}; fix: pass --ledger PATH or set "
+            f"{LEDGER_ENV}")
+
+
+def _error(message: str) -> int:
+    print(f"compactor: error: {message}", file=sys.stderr)
     return 2
+
+
+def _missing(path: Path) -> int:
+    return _error(missing_ledger_line(path))
+
+
+def _check_path(path: Path) -> int | None:
+    """Exit code 2 (after one line on stderr) when ``path`` holds no readable ledger
+    file; ``None`` when it may be read."""
+    if path.is_dir():
+        return _error(f"{os.path.abspath(path)} is a folder, not a ledger file; fix: pass the "
+                      f"ledger's file, e.g. --ledger {os.path.join(path, 'ledger.jsonl')}")
+    if not _exists(path):
+        return _missing(path)
+    return None
+
+
+def _unreadable(path: Path, e: OSError) -> int:
+    where = e.filename if isinstance(e.filename, str) else os.path.abspath(path)
+    return _error(f"{where}: cannot read the ledger ({e.strerror or e}); fix: run as a user "
+                  "who may read (for --repair: write) it, or pass another --ledger")
+
+
+def _guard(func: Any) -> Any:
+    """Wrap a command: an ``OSError`` while reading the ledger is one line, exit 2."""
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return int(func(args))
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            return _unreadable(ledger_path(args), e)
+    run.__doc__ = func.__doc__
+    return run
 
 
 def _dumps(record: Any) -> str:
@@ -63,8 +108,10 @@ def cmd_tail(args: argparse.Namespace) -> int:
     """Print the last N records (``--json``: one JSON object per line); ``--follow``
     keeps printing new ones until interrupted."""
     path = ledger_path(args)
-    if not args.follow and not _exists(path):
-        return _missing(path)
+    if path.is_dir() or not args.follow:
+        bad = _check_path(path)
+        if bad is not None:
+            return bad
     show = _dumps if args.json else format_record
     try:
         for record in tail_records(path, args.lines, event=args.event):
@@ -119,15 +166,15 @@ def cmd_stats(args: argparse.Namespace) -> int:
     """Print compactions, tokens saved, summarizer cost, failures, retries and budget
     alerts, overall, per agent and per day (``--json``: one JSON object)."""
     path = ledger_path(args)
-    if not _exists(path):
-        return _missing(path)
+    bad = _check_path(path)
+    if bad is not None:
+        return bad
     since = None
     if args.since:
         try:
             since = parse_since(args.since, datetime.now(timezone.utc))
         except ValueError as exc:
-            print(f"compactor ledger stats: {exc}", file=sys.stderr)
-            return 2
+            return _error(str(exc))
     records = read_records(path, since=since)
     stats = compute_stats(records, since=since.isoformat() if since else None)
     if args.json:
@@ -165,8 +212,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """Check every line; ``--repair`` cuts torn last lines and finishes compressions.
     Exit 0 when clean (or repaired), 1 when torn or invalid lines remain."""
     path = ledger_path(args)
-    if not _exists(path):
-        return _missing(path)
+    bad = _check_path(path)
+    if bad is not None:
+        return bad
     report = verify(path, repair=args.repair)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -180,6 +228,8 @@ def add_ledger_commands(subparsers: Any) -> argparse.ArgumentParser:
     object ``ArgumentParser.add_subparsers()`` returns). Returns the ``ledger`` parser.
 
     ``--ledger PATH`` is accepted both before and after the sub-command."""
+    from compactor.cli import non_negative_int
+
     help_path = (f"the ledger file (default: ${LEDGER_ENV}, else {DEFAULT_LEDGER})")
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "ledger", help="inspect and check the JSONL ledger",
@@ -187,9 +237,8 @@ def add_ledger_commands(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--ledger", metavar="PATH", default=None, help=help_path)
 
     def no_command(args: argparse.Namespace) -> int:
-        parser.print_usage(sys.stderr)
-        print("compactor ledger: choose a command: tail, stats or verify", file=sys.stderr)
-        return 2
+        return _error("ledger: choose a command: tail, stats or verify; fix: e.g. "
+                      "compactor ledger tail (see compactor ledger --help)")
 
     parser.set_defaults(func=no_command)
     sub = parser.add_subparsers(dest="ledger_command", metavar="{tail,stats,verify}")
@@ -200,24 +249,24 @@ def add_ledger_commands(subparsers: Any) -> argparse.ArgumentParser:
         return p
 
     tail = child("tail", "print the last records")
-    tail.add_argument("-n", "--lines", type=int, default=10, metavar="N",
+    tail.add_argument("-n", "--lines", type=non_negative_int, default=10, metavar="N",
                       help="how many records (default 10)")
     tail.add_argument("-f", "--follow", action="store_true",
                       help="keep printing records as they are appended (Ctrl-C stops)")
     tail.add_argument("--event", metavar="E", help="only records of this event")
     tail.add_argument("--json", action="store_true", help="print records as JSON lines")
     tail.add_argument("--poll", type=float, default=0.5, help=argparse.SUPPRESS)
-    tail.set_defaults(func=cmd_tail)
+    tail.set_defaults(func=_guard(cmd_tail))
 
     stats = child("stats", "print compaction, cost and alert totals, per agent and per day")
     stats.add_argument("--since", metavar="WHEN",
                        help="only records since WHEN: 30d, 12h, 2w or an ISO date")
     stats.add_argument("--json", action="store_true", help="print one JSON object")
-    stats.set_defaults(func=cmd_stats)
+    stats.set_defaults(func=_guard(cmd_stats))
 
     check = child("verify", "check every line; exit 1 when torn or invalid lines are found")
     check.add_argument("--repair", action="store_true",
                        help="cut torn last lines and finish interrupted compressions")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
-    check.set_defaults(func=cmd_verify)
+    check.set_defaults(func=_guard(cmd_verify))
     return parser
