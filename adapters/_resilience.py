@@ -15,7 +15,8 @@ chain whose every step is reported to the ledger sink.
   compactor's own fallback (the offline extractive summarizer) and its final plain-truncation
   notice complete the chain, so the agent's call never fails because summarizing failed.
 
-Records never carry credentials: error texts pass through :func:`redact` first.
+Records never carry credentials: error texts pass through :func:`redact` first (the
+package's one set of rules, ``compactor._redact.redact``, plus the adapter's own keys).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import timezone
@@ -36,6 +36,7 @@ from tenacity import (AsyncRetrying, RetryCallState, retry_if_exception, stop_af
 from compactor._compactor import SUMMARY_SLACK_TOKENS, MessageCompactor
 from compactor._errors import ConfigError, SummarizerError
 from compactor._format import text_of
+from compactor._redact import redact
 from compactor._sink import LedgerSink, NullSink
 from compactor._summary import ExtractiveSummarizer, Summarizer, SummaryRequest
 
@@ -46,23 +47,6 @@ T = TypeVar("T")
 #: HTTP statuses retried: request timeout, conflict, rate limit, every 5xx (529 is
 #: Anthropic's "overloaded").
 RETRY_STATUSES = frozenset({408, 409, 429, *range(500, 600)})
-
-_SECRET_PATTERNS = (
-    re.compile(r"sk-[A-Za-z0-9_\-]{6,}"),                      # provider API keys
-    re.compile(r"(?i)bearer\s+[A-Za-z0-9._\-~+/=]{6,}"),        # Authorization values
-    re.compile(r"(?i)(x-api-key|authorization|api-key)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
-)
-
-
-def redact(text: str, *secrets: str | None) -> str:
-    """``text`` with every given secret, anything shaped like an API key (``sk-...``) and
-    every ``Bearer``/``x-api-key``/``authorization`` value replaced by ``[redacted]``."""
-    for s in secrets:
-        if s:
-            text = text.replace(s, "[redacted]")
-    text = _SECRET_PATTERNS[0].sub("[redacted]", text)
-    text = _SECRET_PATTERNS[1].sub("Bearer [redacted]", text)
-    return _SECRET_PATTERNS[2].sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", text)
 
 
 def is_retryable_status(status: int) -> bool:

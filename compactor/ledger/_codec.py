@@ -13,15 +13,16 @@ The same event therefore always encodes to the same bytes, and ``tail`` reads we
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
-import re
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from compactor._errors import ConfigError
+from compactor._redact import MASK as _MASK
+from compactor._redact import is_secret_key
+from compactor._redact import redact as _redact_text
 from compactor.ledger._errors import LedgerFieldError
 
 SCHEMA_VERSION = 1
@@ -36,41 +37,17 @@ RESERVED_FIELDS = frozenset({"schema_version", "ts", "event"})
 REDACTED_FIELDS = frozenset({"text", "content", "messages", "summary", "prompt"})
 """Field names (at any depth, case-insensitive) replaced by a digest when ``redact=True``."""
 
-MASK = "[REDACTED]"
-"""What a secret-looking substring of a string value is replaced with."""
-
-# Key names (lower-cased, "-" and " " read as "_") whose values are never written: the
-# key and its value are dropped. Matches e.g. api_key, x-api-key, Authorization,
-# OPENAI_API_KEY, access_token, client_secret, password, cookie; not tokens_before.
-_SECRET_KEY_RE = re.compile(
-    r"^(?:.*_)?(?:api_?key|secret|secret_key|client_secret|password|passwd|auth|"
-    r"authorization|proxy_authorization|cookie|set_cookie|private_key|credentials?)$"
-    r"|^(?:.*_)?(?:access_|refresh_|id_|auth_|bearer_|session_|api_)?token$"
-)
-
-# Secret-looking substrings of any string value (and of keys).
-_SECRET_VALUE_RE = re.compile(
-    r"(?i:\b(?:proxy-)?authorization\s*[:=]\s*[^\s,;]+(?:[ \t]+[^\s,;]+)?)"
-    r"|(?i:\b(?:x-api-key|api[-_]?key)\s*[:=]\s*[\"']?[^\s\"',;]+)"
-    r"|(?i:\bbearer\s+[A-Za-z0-9._~+/=\-]{8,})"
-    r"|(?<![A-Za-z0-9])sk-(?:ant-)?[A-Za-z0-9_\-]{12,}"
-)
-
-
-@functools.lru_cache(maxsize=4096)
-def is_secret_key(key: str) -> bool:
-    """True when a field named ``key`` must never be written (API keys, auth headers, tokens)."""
-    return _SECRET_KEY_RE.match(key.strip().lower().replace("-", "_").replace(" ", "_")) is not None
+MASK = _MASK
+"""What a secret-looking substring of a string value is replaced with (``"[REDACTED]"``).
+Which field names are credentials is :func:`is_secret_key` (``compactor._redact``'s)."""
 
 
 def mask_secrets(text: str) -> str:
-    """``text`` with ``sk-...``/``sk-ant-...`` keys, ``Bearer ...`` credentials and
-    ``Authorization:``/``x-api-key:``/``api_key=`` assignments replaced by ``MASK``."""
-    low = text.lower()  # cheap pre-check: the regex costs ~10x more than these scans
-    if ("sk-" in low or "bearer" in low or "authorization" in low or "api-key" in low
-            or "api_key" in low or "apikey" in low):
-        return _SECRET_VALUE_RE.sub(MASK, text)
-    return text
+    """``text`` with every secret replaced by ``MASK``, by the package's one set of rules
+    (:func:`compactor._redact.redact`: key assignments such as ``OPENAI_API_KEY=...`` or
+    ``{"api_key": ...}``, ``Bearer`` credentials, ``sk-...``/AWS/GitHub key shapes, URL
+    passwords). Idempotent; ``sha256:<hex>`` hashes and ordinary prose are left alone."""
+    return _redact_text(text)
 
 
 def format_ts(now: datetime) -> str:

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
 from .._errors import ConfigError
 from .._format import PIN_KEY, Format, blocks
+from .._redact import is_secret_key, redact_obj
 from .._validate import validate
 from ..adapters._caching import MAX_CACHE_BREAKPOINTS, cache_breakpoints
 
@@ -44,8 +45,10 @@ class RecordedRequest:
     Attributes:
         seq: 0-based arrival order.
         method / path: e.g. ``"POST"``, ``"/v1/messages"`` (query string removed).
-        headers: lower-cased header names; credential headers (``x-api-key``,
-            ``authorization``, ``api-key``, ``cookie``) are replaced by ``"[redacted]"``.
+        headers: lower-cased header names; the value of a credential header
+            (``x-api-key``, ``authorization``, ``api-key``, ``cookie``... any name
+            ``compactor._redact.is_secret_key`` accepts) is ``"[REDACTED]"``, and other
+            values pass through ``compactor._redact.redact``.
         json: the parsed body (``None`` when it was not JSON).
         received_at / finished_at: ``time.monotonic()`` seconds when the request was
             read and when the reply was written (``finished_at`` is 0.0 until then).
@@ -71,7 +74,7 @@ class RecordedRequest:
     @property
     def had_credentials(self) -> bool:
         """Whether an API key or Authorization header was sent (its value is never kept)."""
-        return any(k in self.headers for k in _SECRET_HEADERS)
+        return any(is_secret_key(k) for k in self.headers)
 
 
 @dataclass(frozen=True)
@@ -95,16 +98,11 @@ class RequestViolation:
         return f"{self.path} #{self.request}: {self.rule}: {where}: {self.detail}"
 
 
-_SECRET_HEADERS = frozenset({"x-api-key", "authorization", "api-key", "cookie",
-                             "proxy-authorization"})
-
-
 def redact_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Lower-cased headers with every credential value replaced by ``"[redacted]"``."""
-    out: dict[str, str] = {}
-    for k, v in headers:
-        k = k.lower()
-        out[k] = "[redacted]" if k in _SECRET_HEADERS else v
+    """Lower-cased headers with every credential value replaced by ``"[REDACTED]"``
+    (:func:`compactor._redact.redact_obj`: a credential-named header's whole value, and any
+    secret inside another header's value)."""
+    out: dict[str, str] = redact_obj({k.lower(): v for k, v in headers})
     return out
 
 

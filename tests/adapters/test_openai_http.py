@@ -61,7 +61,7 @@ async def test_router_compacts_before_routing_and_passes_kwargs(tiktoken_counter
         assert wrapped.last_result.compacted
         assert srv.violations == []
         summary_calls = srv.requests_to(CHAT_PATH, model="gpt-4o-mini")
-        assert summary_calls and all(r.headers["authorization"] == "[redacted]"
+        assert summary_calls and all(r.headers["authorization"] == "[REDACTED]"
                                      for r in summary_calls)
     rec = sink.of("compaction")[0]
     assert rec["summarizer_input_tokens"] > 0 and rec["cost_usd"] > 0
