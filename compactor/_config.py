@@ -418,6 +418,40 @@ def compactor_from_config(config: Config | str | os.PathLike[str] | None = None,
         raise
 
 
+#: The store root and ledger path commands use when nothing configures them.
+DEFAULT_STORE_ROOT = Path("compactor-data")
+DEFAULT_LEDGER_PATH = Path("compactor-ledger/ledger.jsonl")
+
+
+def resolve_store_root(flag: str | os.PathLike[str] | None = None,
+                       config: Config | str | os.PathLike[str] | None = None) -> Path:
+    """The store root a command uses: ``flag`` (``--store``), else ``[store] root`` of the
+    config (``$COMPACTOR_HOME`` included; ``config`` a loaded :class:`Config` or a path for
+    :func:`load_config`), else ``./compactor-data``.
+
+    Raises:
+        ConfigError: the config is invalid (only read when ``flag`` is not given).
+    """
+    if flag:
+        return Path(flag)
+    cfg = config if isinstance(config, Config) else load_config(config)
+    return cfg.store_root or DEFAULT_STORE_ROOT
+
+
+def resolve_ledger_path(flag: str | os.PathLike[str] | None = None,
+                        config: Config | str | os.PathLike[str] | None = None) -> Path:
+    """The ledger a command uses: ``flag`` (``--ledger``), else ``[ledger] path`` of the
+    config (``$COMPACTOR_LEDGER`` included), else ``./compactor-ledger/ledger.jsonl``.
+
+    Raises:
+        ConfigError: the config is invalid (only read when ``flag`` is not given).
+    """
+    if flag:
+        return Path(flag)
+    cfg = config if isinstance(config, Config) else load_config(config)
+    return cfg.ledger_path or DEFAULT_LEDGER_PATH
+
+
 # ---------------------------------------------------------------------------- loading
 class _Problems:
     """Collects config errors (each a one-line :class:`ConfigError`)."""
@@ -710,9 +744,8 @@ def _maintenance(p: _Problems, doc: Mapping[str, Any], source: str | None,
     # store and ledger: [maintenance] store/ledger, else [store] root / [ledger] path
     # (flag > env > file), else the maintenance defaults
     paths = {}
-    for name, general, fallback in (("store", "store.root", Path("compactor-data")),
-                                    ("ledger", "ledger.path",
-                                     Path("compactor-ledger/ledger.jsonl"))):
+    for name, general, fallback in (("store", "store.root", DEFAULT_STORE_ROOT),
+                                    ("ledger", "ledger.path", DEFAULT_LEDGER_PATH)):
         if name in raw:
             paths[name] = getattr(cfg, name)
             settings[f"maintenance.{name}"] = Setting(str(paths[name]), *origin_of(True))

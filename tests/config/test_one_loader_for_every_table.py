@@ -165,3 +165,19 @@ def test_a_misspelt_table_beside_old_budgets_tables_is_one_problem(tmp_path):
     cfg, errors = check_config(path)
     assert cfg is None and [e.field for e in errors] == ["compactr"]
     assert "did you mean 'compactor'?" in str(errors[0])
+
+
+def test_commands_resolve_store_and_ledger_flag_then_config_then_default(tmp_path):
+    """--store/--ledger win; else [store] root / [ledger] path (env included); else the
+    ./compactor-data and ./compactor-ledger/ledger.jsonl defaults."""
+    from compactor._config import resolve_ledger_path, resolve_store_root
+
+    path = write(tmp_path)
+    assert resolve_store_root("flag-dir", path) == Path("flag-dir")
+    assert resolve_store_root(None, path) == tmp_path / "data" / "store"
+    assert resolve_ledger_path(None, path) == tmp_path / "data" / "ledger" / "ledger.jsonl"
+    bare = load_config(write(tmp_path, "", name="empty.toml"), env={})
+    assert resolve_store_root(None, bare) == Path("compactor-data")
+    assert resolve_ledger_path(None, bare) == Path("compactor-ledger/ledger.jsonl")
+    env = load_config(write(tmp_path, "", name="empty.toml"), env={"COMPACTOR_LEDGER": "l.jsonl"})
+    assert resolve_ledger_path(None, env) == Path("l.jsonl")
