@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import os
 import sys
@@ -136,10 +137,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     store = _open_store(args.store) if args.store else None
     if store is not None:
         convs = _storable(store, convs, problems, path)
-    sink = None
-    if args.ledger:
-        from .ledger import Ledger
-        sink = Ledger(args.ledger)
+    sink = _open_ledger(args.ledger) if args.ledger else None
     comp = MessageCompactor(counter=counter, config=cfg, summarize=args.summarizer != "none",
                             store=store, sink=sink, agent_id="replay")
     if tier is not None:
@@ -193,6 +191,17 @@ def _open_store(root: str) -> SessionStore:
                              f"({e.strerror or e}{f': {e.filename}' if e.filename else ''}); "
                              "fix: pass a folder you may write to (or that does not exist yet "
                              "under one)") from None
+
+
+def _open_ledger(path: str) -> Any:
+    """``Ledger(path)``, or a one-line error naming ``--ledger`` and the fix."""
+    from .ledger import Ledger
+    try:
+        return Ledger(path)
+    except CompactorError as e:
+        cause = e.__cause__
+        why = os_error_line(cause) if isinstance(cause, OSError) else _one_line(str(e))
+        raise CompactorError(f"--ledger {path}: cannot open the ledger: {why}") from None
 
 
 def _storable(store: SessionStore, convs: list[Any], problems: list[InputProblem],
@@ -294,9 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:
         if isinstance(e, BrokenPipeError):
             return _closed_pipe()
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"compactor: error: {where}{e.strerror or e}; fix: check that the path exists "
-              "and that you may read (and write) it", file=sys.stderr)
+        print(f"compactor: error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("compactor: interrupted", file=sys.stderr)
@@ -307,6 +314,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"compactor: internal error: {type(e).__name__}: {_one_line(str(e))}; "
               "please report it (set COMPACTOR_DEBUG=1 for the traceback)", file=sys.stderr)
         return 3
+
+
+#: The fix for an ``OSError`` on a path, by errno.
+_OS_FIXES = {
+    errno.ENOENT: "check the path (its folder must exist)",
+    errno.ENOTDIR: "a part of the path is a file where a folder is expected; pass another path",
+    errno.EISDIR: "it is a folder; pass a file path",
+    errno.EEXIST: "a file is where a folder is expected; pass another path",
+    errno.EACCES: "run as a user who may read and write it, or pass another path",
+    errno.EPERM: "run as a user who may read and write it, or pass another path",
+    errno.EROFS: "the file system is read-only; pass a path on a writable one",
+    errno.ENOSPC: "free disk space (or pass a path on another disk)",
+}
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for an ``OSError`` on a path: ``PATH: problem; fix: ...``."""
+    where = f"{e.filename}: " if isinstance(e.filename, (str, bytes, os.PathLike)) else ""
+    fix = _OS_FIXES.get(e.errno or 0, "check that the path exists and that you may read "
+                        "(and write) it")
+    return f"{where}{_one_line(e.strerror or str(e))}; fix: {fix}"
 
 
 def _one_line(text: str) -> str:

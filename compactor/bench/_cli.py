@@ -28,6 +28,8 @@ def default_out(quick: bool) -> Path:
 
 def add_bench_commands(sub: Any) -> None:
     """Register ``bench`` on the ``compactor`` sub-command parser."""
+    from ..cli import positive_int
+
     p = sub.add_parser("bench", help="benchmark compaction strategies on real transcripts",
                        description="Replays every input with every strategy at every window, "
                        "times per-call cost as the history grows, and writes results.json, "
@@ -39,9 +41,11 @@ def add_bench_commands(sub: Any) -> None:
     p.add_argument("--out", help="results folder (default benchmarks/results/<date>[-quick])")
     p.add_argument("--windows", help="comma-separated windows, e.g. 2k,4k,8k,25%%")
     p.add_argument("--strategies", help=f"comma-separated, from {','.join(STRATEGIES)}")
-    p.add_argument("--limit", type=int, help="replay at most N conversations of each file")
+    p.add_argument("--limit", type=positive_int,
+                   help="replay at most N conversations of each file")
     p.add_argument("--scaling-sizes", help="comma-separated history lengths, e.g. 250,500,1000")
-    p.add_argument("--scaling-window", type=int, help="window of the scaling run, tokens")
+    p.add_argument("--scaling-window", type=positive_int,
+                   help="window of the scaling run, tokens")
     p.add_argument("--counter", choices=["tiktoken", "heuristic"])
     p.add_argument("--tools", action="store_true",
                    help="count the <name>.tools.json schemas next to an input in every request")

@@ -1,9 +1,9 @@
 """``compactor budgets show|check|estimate|report``: argparse wiring and handlers.
 
 ``add_budget_commands(subparsers)`` adds the ``budgets`` command. Each handler is
-``func(args) -> int``. Exit codes: 0 success; 2 a bad config (one line on stderr:
-``compactor budgets: error: FILE: KEY: problem; fix: ...``), no ledger at the path, or a
-bad ``--since``. The config is ``--config``, else ``$COMPACTOR_BUDGETS``, else the shipped
+``func(args) -> int``. Exit codes: 0 success; 2 a bad config (one line on stderr, the
+format of every ``compactor`` command: ``compactor: error: FILE: KEY: problem; fix: ...``),
+no ledger at the path (or a folder there, or an unreadable one), or a bad ``--since``. The config is ``--config``, else ``$COMPACTOR_BUDGETS``, else the shipped
 ``compactor/data/budgets.toml``.
 """
 
@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from .._errors import CompactorError
-from ..ledger._cli import DEFAULT_LEDGER, LEDGER_ENV, _exists, ledger_path
+from ..ledger._cli import DEFAULT_LEDGER, LEDGER_ENV, _exists, ledger_path, missing_ledger_line
 from ..ledger._reader import read_records
 from ..ledger._stats import parse_since
 from ._complexity import MULTIPLIERS
@@ -25,11 +25,8 @@ from ._config import CONFIG_ENV, BudgetConfig, resolve_config
 from ._monitor import BudgetMonitor
 from ._report import LEVELS, BudgetReport, GroupStats, compute_report
 
-_PROG = "compactor budgets"
-
-
 def _fail(message: str) -> int:
-    print(f"{_PROG}: error: {message}", file=sys.stderr)
+    print(f"compactor: error: {' '.join(message.split())}", file=sys.stderr)
     return 2
 
 
@@ -41,6 +38,11 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
             return func(args)
         except CompactorError as e:
             return _fail(str(e))
+        except BrokenPipeError:
+            raise
+        except OSError as e:   # --chart into a missing folder, an unreadable config...
+            from ..cli import os_error_line
+            return _fail(os_error_line(e))
     run.__doc__ = func.__doc__
     return run
 
@@ -168,7 +170,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     cfg = resolve_config(args.config)
     path = ledger_path(args)
     if not _exists(path):
-        return _fail(f"no ledger at {path} (pass --ledger PATH or set {LEDGER_ENV})")
+        return _fail(missing_ledger_line(path))
     since = None
     if args.since:
         try:
@@ -241,8 +243,8 @@ def add_budget_commands(subparsers: Any) -> argparse.ArgumentParser:
         description="Token budget profiles per agent, and the usage report from the ledger.")
 
     def no_command(args: argparse.Namespace) -> int:
-        parser.print_usage(sys.stderr)
-        return _fail("choose a command: show, check, estimate or report")
+        return _fail("budgets: choose a command: show, check, estimate or report; fix: e.g. "
+                     "compactor budgets show (see compactor budgets --help)")
 
     parser.set_defaults(func=no_command)
     sub = parser.add_subparsers(dest="budgets_command", metavar="{show,check,estimate,report}")

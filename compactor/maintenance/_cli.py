@@ -8,15 +8,19 @@ Exit codes: ``health`` 0 ok / 1 warning / 2 critical; ``maintain --run`` 0 ok / 
 (rolled back), a warning (it completed but skipped sessions whose archive is damaged; they
 are named) or another run holds the lock; ``archive`` 0 ok / 1 an unknown id, a damaged or
 missing archive, a session being written to, or another run holds the lock (one line on
-stderr); 2 for bad input or config (from ``compactor.cli.main``).
+stderr); 2 for bad input or config: a store, ledger or archive path that is missing, a
+file where a folder is expected, or cannot be read or written (one line on stderr,
+``compactor: error: PATH: problem; fix: ...``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from compactor._errors import ConfigError
@@ -107,6 +111,50 @@ def _cfg(args: argparse.Namespace) -> MaintenanceConfig:
                                                archive=args.archive)
 
 
+def _store_error(store: Path) -> ConfigError | None:
+    """Why ``store`` cannot be the session store (missing, a file), or None."""
+    if not store.exists():
+        return ConfigError(f"no session store at {store} (no such folder); fix: pass --store DIR "
+                           "(the folder given to `compactor replay --store`), set "
+                           "$COMPACTOR_HOME, or set store in the config", field="store",
+                           source=str(store))
+    if not store.is_dir():
+        return ConfigError(f"session store {store} is a file, not a folder; fix: pass the store "
+                           "folder with --store DIR", field="store", source=str(store))
+    return None
+
+
+def _need_store(cfg: MaintenanceConfig) -> MaintenanceConfig:
+    """``cfg`` when its store is an existing folder (commands that change a store never
+    create one where a typo pointed).
+
+    Raises:
+        ConfigError: the store is missing or a file.
+    """
+    err = _store_error(Path(cfg.store))
+    if err is not None:
+        raise err
+    return cfg
+
+
+def _need_archive(cfg: MaintenanceConfig) -> MaintenanceConfig:
+    """``cfg`` when its archive can be read: the archive folder exists, or the store it
+    belongs to does (an archive not written yet is empty, not an error).
+
+    Raises:
+        ConfigError: neither exists, or the archive path is a file.
+    """
+    root = Path(cfg.archive_root)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"archive {root} is a file, not a folder; fix: pass the archive "
+                          "folder with --archive DIR", field="archive", source=str(root))
+    if not root.exists():
+        err = _store_error(Path(cfg.store))
+        if err is not None:
+            raise err
+    return cfg
+
+
 def _now(args: argparse.Namespace) -> datetime:
     if not args.now:
         return datetime.now(timezone.utc)
@@ -117,6 +165,23 @@ def _now(args: argparse.Namespace) -> datetime:
                           "--now 2025-06-01T00:00:00Z", field="now") from None
 
 
+def _health_input_problem(cfg: MaintenanceConfig) -> str | None:
+    """The one-line problem when health has nothing to read where it was pointed: no ledger
+    at the path (as ``compactor ledger tail`` says), a ledger path that is a folder."""
+    from compactor.ledger._cli import ledger_exists, missing_ledger_line
+
+    ledger = Path(cfg.ledger)
+    if ledger.is_dir():
+        return (f"{os.path.abspath(ledger)} is a folder, not a ledger file; fix: pass the "
+                f"ledger's file, e.g. --ledger {ledger / 'ledger.jsonl'}")
+    if not ledger_exists(ledger):
+        return missing_ledger_line(ledger)
+    err = _store_error(Path(cfg.store))
+    if err is not None and Path(cfg.store).exists():
+        return str(err)     # a file where the store folder should be
+    return None
+
+
 def _num(n: int) -> str:
     return f"{n:,}"
 
@@ -125,15 +190,24 @@ def _num(n: int) -> str:
 
 def _health(args: argparse.Namespace) -> int:
     cfg, now = _cfg(args), _now(args)
-    try:
-        rep = check_health(cfg, now=now, deep=args.deep)
-    except Exception as e:  # a check that cannot run is a failed check: critical, not exit 1
-        msg = f"health check could not run: {type(e).__name__}: {e}"
+    problem = _health_input_problem(cfg)
+    if problem is None:
+        try:
+            rep = check_health(cfg, now=now, deep=args.deep)
+        except OSError as e:  # a path that cannot be read: bad input, like `ledger tail`
+            where = e.filename if isinstance(e.filename, str) else cfg.ledger
+            problem = (f"{where}: cannot be read ({e.strerror or e}); fix: run as a user who "
+                       "may read the ledger, store and archive, or pass other paths")
+        except Exception as e:  # a check that cannot run is a failed check: critical
+            problem = (f"health check could not run: {type(e).__name__}: {e}; fix: run "
+                       "`compactor ledger verify` and `compactor health --deep` to find the "
+                       "damaged file")
+    if problem is not None:
         if args.json:
-            print(json.dumps({"status": "critical", "exit_code": 2, "error": msg,
+            print(json.dumps({"status": "critical", "exit_code": 2, "error": problem,
                               "alerts": [{"name": "failed_check", "level": "critical",
-                                          "message": msg}]}, ensure_ascii=False))
-        print(f"compactor: {msg}", file=sys.stderr)
+                                          "message": problem}]}, ensure_ascii=False))
+        print(f"compactor: error: {' '.join(problem.split())}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(rep.to_dict(), ensure_ascii=False))
@@ -168,7 +242,7 @@ def _maintain(args: argparse.Namespace) -> int:
     if args.print_config:
         print(DEFAULT_TOML, end="")
         return 0
-    cfg = _cfg(args)
+    cfg = _need_store(_cfg(args))
     tasks = tuple(t for t in TASKS if not args.only or t in args.only)
     m = Maintenance(cfg, now=_now(args))
     if args.assess or args.dry_run:
@@ -178,8 +252,7 @@ def _maintain(args: argparse.Namespace) -> int:
         try:
             rep = m.run(tasks)
         except MaintenanceBusy as e:
-            print(f"compactor: {e}", file=sys.stderr)
-            return 1
+            return _fail(e)
     if args.json:
         print(json.dumps(rep.to_dict(), ensure_ascii=False))
     elif args.assess:
@@ -262,7 +335,7 @@ def _schedule(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- archive
 
 def _archive_list(args: argparse.Namespace) -> int:
-    cfg, now = _cfg(args), _now(args)
+    cfg, now = _need_archive(_cfg(args)), _now(args)
     rows = [e for e in entries(cfg.archive_root).values() if not args.tier or e.tier == args.tier]
     if args.json:
         print(json.dumps([{"session_id": e.session_id, "tier": e.tier, "path": str(e.path),
@@ -280,13 +353,14 @@ def _archive_list(args: argparse.Namespace) -> int:
 
 
 def _fail(e: Exception) -> int:
-    print(f"compactor: {e}", file=sys.stderr)
+    """One line on stderr, exit 1 (an unknown id, a damaged archive, a busy store)."""
+    print(f"compactor: error: {' '.join(str(e).split())}", file=sys.stderr)
     return 1
 
 
 def _archive_show(args: argparse.Namespace) -> int:
     try:
-        e = find(_cfg(args).archive_root, args.session_id)
+        e = find(_need_archive(_cfg(args)).archive_root, args.session_id)
     except ArchiveError as err:
         return _fail(err)
     print(e.path.read_text(encoding="utf-8"), end="")
@@ -295,7 +369,7 @@ def _archive_show(args: argparse.Namespace) -> int:
 
 def _archive_add(args: argparse.Namespace) -> int:
     try:
-        v = archive_now(Maintenance(_cfg(args), now=_now(args)), args.session_id)
+        v = archive_now(Maintenance(_need_store(_cfg(args)), now=_now(args)), args.session_id)
     except (ArchiveError, MaintenanceBusy) as e:
         return _fail(e)
     print(f"archived {v.session_id} ({v.due.value}, {v.age_days:.1f} days)")
@@ -303,7 +377,7 @@ def _archive_add(args: argparse.Namespace) -> int:
 
 
 def _archive_restore(args: argparse.Namespace) -> int:
-    cfg = _cfg(args)
+    cfg = _need_store(_cfg(args)) if args.to_store else _need_archive(_cfg(args))
     try:
         if args.to_store:
             d = restore_to_store(Maintenance(cfg, now=_now(args)), args.session_id)
@@ -318,7 +392,8 @@ def _archive_restore(args: argparse.Namespace) -> int:
 
 def _archive_mark(args: argparse.Namespace) -> int:
     try:
-        where = mark(Maintenance(_cfg(args), now=_now(args)), args.session_id, not args.unmark)
+        where = mark(Maintenance(_need_store(_cfg(args)), now=_now(args)), args.session_id,
+                     not args.unmark)
     except (ArchiveError, MaintenanceBusy) as e:
         return _fail(e)
     print(f"{'unmarked' if args.unmark else 'marked'} {args.session_id} important ({where})")

@@ -120,7 +120,7 @@ def test_each_bad_config_exits_2_with_one_line_from_the_cli(tmp_path, cli, case,
     assert run.out == ""
     lines = run.err.strip().splitlines()
     assert len(lines) == 1, run.err
-    assert lines[0].startswith("compactor budgets: error: ")
+    assert lines[0].startswith("compactor: error: ")
     assert f": {key}: " in lines[0] and "fix:" in lines[0]
     assert "Traceback" not in run.err
 

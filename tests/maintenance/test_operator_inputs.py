@@ -65,6 +65,8 @@ def test_health_that_cannot_run_exits_2(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise PermissionError(13, "Permission denied", "/srv/store/sessions")
     monkeypatch.setattr(cli_mod, "check_health", boom)
+    (tmp_path / "ledger").mkdir()   # a ledger is there (a missing one is bad input, exit 2)
+    (tmp_path / "ledger" / "ledger.jsonl").write_text("")
     code, out, err = cli(site_args(tmp_path, "health"))
     assert code == 2 and "Permission denied" in err
     code, out, err = cli(site_args(tmp_path, "health", "--json"))
