@@ -37,6 +37,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping
 
 from ._errors import ConfigError
@@ -836,7 +837,8 @@ def _collect(path: str | os.PathLike[str] | None, overrides: Iterable[Mapping[st
     if p.errors:
         return None, p.errors
     assert plan_cfg is not None and windows is not None
-    return Config(file, origin, dict(settings), plan_cfg, windows, budgets, maintenance), []
+    return Config(file, origin, MappingProxyType(dict(settings)), plan_cfg, windows, budgets,
+                  maintenance), []
 
 
 def check_config(path: str | os.PathLike[str] | None = None, *,
