@@ -29,7 +29,7 @@ from ._format import SUMMARY_CLOSE, SUMMARY_OPEN, Format, detect_format, text_of
 from ._plan import Plan, PlanConfig, apply, plan, summary_message
 from ._prices import DEFAULT_PRICES, price_usage
 from ._session import (Resolution, SessionState, after_compaction, commit, nodes_for, resolve,
-                       tip_of, view_resolution)
+                       view_resolution)
 from ._sink import LedgerSink, NullSink
 from ._store import ArchiveNode, SessionStoreProtocol, StateConflictError, content_hash
 from ._summary import (ExtractiveSummarizer, Summarizer, SummaryRequest, add_missing_facts,
@@ -116,6 +116,40 @@ class _Live:
     total: int = 0
     overhead_key: tuple[Any, ...] | None = None
     overhead: int = 0
+
+    #: the snapshot index from which ``prev_hashes`` (and the matching tails of the work
+    #: hashes and the branch) are not computed yet (None: all are)
+    pending: int | None = None
+
+    def forget(self) -> None:
+        """Drop the last-call caches (the next call takes the slow path)."""
+        self.prev_msgs, self.prev_hashes, self.prev_res, self.alt = None, [], None, None
+        self.counts, self.total, self.pending = [], 0, None
+
+    def materialize(self) -> None:
+        """Compute the hashes left for later on the hot path (no store): the snapshot's,
+        then the same messages' in the work and the branch (both end with them)."""
+        k = self.pending
+        if k is None or self.prev_msgs is None:
+            self.pending = None
+            return
+        snap, hs = self.prev_msgs, self.prev_hashes
+        by_id = {}
+        for i in range(k, len(snap)):
+            if hs[i] is None:
+                hs[i] = content_hash(snap[i])
+            by_id[id(snap[i])] = hs[i]
+        r = self.prev_res
+        if r is not None:
+            wh, j = r.work_hashes, len(r.work_hashes) - 1
+            while j >= 0 and wh[j] is None:
+                wh[j] = by_id.get(id(r.work[j])) or content_hash(r.work[j])
+                j -= 1
+            br, pos = self.state.branch, len(self.state.branch) - 1
+            while pos >= 0 and br[pos] is None:
+                br[pos] = hs[pos - r.offset]
+                pos -= 1
+        self.pending = None
 
 
 class MessageCompactor:
@@ -216,7 +250,7 @@ class MessageCompactor:
             if live is not None:
                 return live
         else:
-            state = SessionState(key)
+            state = SessionState(key, chained=False)
         live = self._live[key] = _Live(state)
         self._evict()
         return live
@@ -224,7 +258,7 @@ class MessageCompactor:
     def _load(self, key: str) -> SessionState:
         """A session's state from the store (blocking: call it in a thread)."""
         if self.store is None:
-            return SessionState(key)
+            return SessionState(key, chained=False)
         return SessionState.from_json(key, self.store.load_state(key),
                                       self.store.branch_hashes(key))
 
@@ -241,7 +275,10 @@ class MessageCompactor:
         ``branch``...): the one in memory, else read from the store (blocking), else new.
         Do not change it."""
         live = self._live.get(session_id or "default")
-        return live.state if live is not None else self._load(session_id or "default")
+        if live is None:
+            return self._load(session_id or "default")
+        live.materialize()
+        return live.state
 
     def usable_window(self, *, model: str | None = None, tier: Tier | None = None,
                       window: int | None = None, max_tokens: int | None = None) -> int:
@@ -274,37 +311,75 @@ class MessageCompactor:
                 + sum(message_tokens(m, f, self.counter) for m in messages))
 
     # ------------------------------------------------------------------ reading a call
-    async def _read(self, live: _Live, messages: Sequence[Mapping[str, Any]],
-                    f: Format) -> tuple[Resolution, list[str], bool]:
-        """:meth:`_read_sync`, in a thread when many messages are new."""
-        prev = live.prev_msgs
-        if len(messages) - (len(prev) if prev is not None else 0) > OFF_LOOP_MESSAGES:
-            return await asyncio.to_thread(self._read_sync, live, messages, f)
-        return self._read_sync(live, messages, f)
+    async def _read(self, live: _Live, messages: Sequence[Mapping[str, Any]], f: Format,
+                    ) -> tuple[Resolution, bool]:
+        """:meth:`_read_sync` on the hot path (in place), in a thread when many messages
+        are new. On any error the last-call caches are dropped (the next call takes the
+        slow path), so a rejected call leaves nothing behind."""
+        try:
+            prev = live.prev_msgs
+            if len(messages) - (len(prev) if prev is not None else 0) > OFF_LOOP_MESSAGES:
+                return await asyncio.to_thread(self._read_sync, live, messages, f, True)
+            return self._read_sync(live, messages, f, True)
+        except BaseException:
+            live.forget()
+            raise
 
-    def _read_sync(self, live: _Live, messages: Sequence[Mapping[str, Any]],
-                   f: Format) -> tuple[Resolution, list[str], bool]:
+    def _read_sync(self, live: _Live, messages: Sequence[Mapping[str, Any]], f: Format,
+                   inplace: bool = False) -> tuple[Resolution, bool]:
         """Hash the call (only what is new when it extends the last call -- or, right
-        after a compaction, the result it returned: an equality test of the known prefix,
-        cheap for the same or equal objects), validate what is new, and resolve the call
-        against the session. Changes nothing. Returns the resolution, the call's hashes,
-        and whether it extends a known call (so the cached counts apply)."""
+        after a compaction, the result it returned), validate what is new, and resolve the
+        call against the session. Returns the resolution and whether it extends a known
+        call (so the cached counts apply). With ``inplace`` the known call's lists are
+        extended (the snapshot then holds this call); otherwise nothing changes.
+
+        The test "extends" is an equality test of the known prefix against a private
+        snapshot: C-speed, and exact for the same objects, copies and rebuilt ones alike;
+        a message replaced in place anywhere in the list fails it."""
         known = []
         if live.prev_msgs is not None and live.prev_res is not None:
-            known.append((live.prev_msgs, live.prev_hashes, live.prev_res))
+            known.append((live.prev_msgs, live.prev_hashes, live.prev_res, False))
         if live.alt is not None:
-            known.append(live.alt)
-        for msgs, hashes0, res in known:
-            n0 = len(msgs)
-            head = messages[:n0]
-            if len(messages) >= n0 and (head if isinstance(head, list) else list(head)) == msgs:
-                hashes = hashes0 + _hash_all(messages[n0:], n0)
-                if n0 < len(messages):
-                    raise_for(validate(messages, f, start=n0), rules=PAIRING_RULES)
-                return resolve(live.state, messages, hashes, prev=res, prev_len=n0), hashes, True
+            known.append((*live.alt, True))
+        for snap, hashes0, res, is_alt in known:
+            n0 = len(snap)
+            if len(messages) < n0:
+                continue
+            tail = messages[n0:]
+            if not isinstance(tail, list):
+                tail = list(tail)
+            if isinstance(messages, list):
+                snap.extend(tail)                    # same length: == is one C loop
+                same = messages == snap
+                if not (same and inplace):
+                    del snap[n0:]
+            else:
+                same = list(messages[:n0]) == snap
+                if same and inplace:
+                    snap.extend(tail)
+            if not same:
+                continue
+            lazy = inplace and self.store is None and not is_alt
+            new_hashes = [None] * len(tail) if lazy else _hash_all(tail, n0)
+            if lazy and tail and live.pending is None:
+                live.pending = n0
+            if tail:
+                raise_for(validate(messages, f, start=n0), rules=PAIRING_RULES)
+            if inplace:
+                hashes0.extend(new_hashes)
+                hashes = hashes0
+                if is_alt:
+                    live.prev_msgs, live.prev_hashes, live.alt = snap, hashes0, None
+            else:
+                hashes = hashes0 + new_hashes
+            r = resolve(live.state, messages, hashes, prev=res, prev_len=n0, inplace=inplace)
+            return r, True
+        live.materialize()
         hashes = _hash_all(messages)
         raise_for(validate(messages, f), rules=PAIRING_RULES)
-        return resolve(live.state, messages, hashes), hashes, False
+        if inplace:
+            live.prev_msgs, live.prev_hashes, live.alt = list(messages), hashes, None
+        return resolve(live.state, messages, hashes), False
 
     async def _archive(self, live: _Live, r: Resolution,
                        messages: Sequence[Mapping[str, Any]]) -> None:
@@ -334,7 +409,7 @@ class MessageCompactor:
             more = await asyncio.to_thread(self._count_all, tail, f)
         else:
             more = self._count_all(tail, f)
-        live.counts = live.counts + more
+        live.counts.extend(more)
         live.total += sum(more)
         return live.counts
 
@@ -367,7 +442,7 @@ class MessageCompactor:
         usable = self.usable_window(model=model, tier=tier, window=window, max_tokens=max_tokens)
         key = session_id or "default"
         live = self._live.get(key) or _Live(self._load(key))
-        r, _, reuse = self._read_sync(live, messages, f)
+        r, reuse = self._read_sync(live, messages, f)
         if reuse and len(live.counts) <= len(r.work):
             counts = live.counts + self._count_all(r.work[len(live.counts):], f)
         else:
@@ -411,18 +486,32 @@ class MessageCompactor:
                                       rule="empty_messages")
         usable = self.usable_window(model=model, tier=tier, window=window, max_tokens=max_tokens)
         f = fmt or detect_format(messages)
-        live = await self._session(session_id)
+        live = self._live.get(session_id or "default")
+        if live is None:
+            live = await self._session(session_id)
         async with live.lock:
             for attempt in range(STATE_RETRIES):
-                r, hashes, reuse = await self._read(live, messages, f)
-                await self._archive(live, r, messages)
-                counts = await self._counts(live, r, reuse, f)
+                r, reuse = await self._read(live, messages, f)
+                live.prev_res = r
+                try:
+                    if (self.store is not None and r.new) or r.fork is not None or r.reset:
+                        await self._archive(live, r, messages)
+                    else:
+                        commit(live.state, r)
+                    if reuse and len(r.work) - len(live.counts) <= OFF_LOOP_MESSAGES:
+                        more = self._count_all(r.work[len(live.counts):], f)
+                        live.counts.extend(more)
+                        live.total += sum(more)
+                        counts = live.counts
+                    else:
+                        counts = await self._counts(live, r, reuse, f)
+                except BaseException:
+                    live.forget()
+                    raise
                 overhead = self._overhead(live, system, tools)
                 p = plan(r.work, f, counts, overhead_tokens=overhead, window=usable,
                          config=self.config, force=force, summarize=self.summarize,
                          pin=self.pin, counter=self.counter, messages_tokens=live.total)
-                live.prev_msgs, live.prev_hashes, live.prev_res = list(messages), hashes, r
-                live.alt = None
                 if not p.compact:
                     return CompactionResult(list(r.work), False, p.tokens_before,
                                             p.tokens_before, 0.0, 1.0, 0, 0, (), (), None, None,
@@ -441,14 +530,14 @@ class MessageCompactor:
 
     async def _reload(self, live: _Live) -> None:
         live.state = await asyncio.to_thread(self._load, live.state.session_id)
-        live.prev_msgs, live.prev_hashes, live.prev_res, live.alt = None, [], None, None
-        live.counts, live.total = [], 0
+        live.forget()
 
     # ------------------------------------------------------------------ execution
     async def _execute(self, live: _Live, r: Resolution, p: Plan, counts: Sequence[int],
                        overhead: int, usable: int, model: str | None, t0: float,
                        session_id: str | None,
                        caller: Sequence[Mapping[str, Any]]) -> CompactionResult:
+        live.materialize()
         s = live.state
         f = p.fmt
         work = r.work

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from ._errors import InvalidHistoryError
-from ._store import chain_id
+from ._store import chain_id, content_hash
 
 Message = Mapping[str, Any]
 
@@ -63,7 +63,8 @@ class SessionState:
         session_id: the session's id.
         version: the saved state's version (0: never saved); optimistic concurrency.
         branch: content hashes of the original history's current branch (position = ordinal).
-        chains: chain ids of ``branch`` (``chains[i]`` names ``branch[:i + 1]``).
+        chains: chain ids of ``branch`` (``chains[i]`` names ``branch[:i + 1]``), kept
+            only when ``chained`` (a store needs them; without one they are not computed).
         view: the last compacted history, ``(ordinal or None for our summary, hash)``.
         ours: the messages of ``view`` that are ours, by view index: the summary, and kept
             messages we changed (a shortened or cleared tool result). A full-history call
@@ -81,6 +82,7 @@ class SessionState:
     version: int = 0
     branch: list[str] = field(default_factory=list)
     chains: list[str] = field(default_factory=list)
+    chained: bool = True
     view: list[tuple[int | None, str]] = field(default_factory=list)
     ours: dict[int, dict[str, Any]] = field(default_factory=dict)
     origin: int = 0
@@ -125,7 +127,7 @@ class SessionState:
         return s
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Resolution:
     """How one call is read (see the module docs).
 
@@ -139,7 +141,8 @@ class Resolution:
         start: index of the call's first message past the covered part.
         new: ``(position, hash, index into the call)`` of each message to archive, in order.
         fork: the position where a new branch starts (None: the branch only grew).
-        branch: the original history's hashes after this call.
+        keep: how much of the state's branch stays; the branch after this call is
+            ``branch[:keep]`` + the hashes of ``new``.
         reset: the compaction state (view, summary, checkpoint) no longer applies.
         summary_index: index in ``work`` of our summary (None: none).
     """
@@ -152,14 +155,20 @@ class Resolution:
     start: int
     new: list[tuple[int, str, int]]
     fork: int | None
-    branch: list[str]
+    keep: int
     reset: bool
     summary_index: int | None
 
 
 def resolve(s: SessionState, messages: Sequence[Message], hashes: Sequence[str], *,
-            prev: Resolution | None = None, prev_len: int = 0) -> Resolution:
-    """Read one call against the session state. Pure: ``s`` is not changed.
+            prev: Resolution | None = None, prev_len: int = 0,
+            inplace: bool = False) -> Resolution:
+    """Read one call against the session state. Pure unless ``inplace``: ``s`` is never
+    changed.
+
+    On the driver's hot path without a store, the hashes of the messages the call adds may
+    be ``None`` (computed later, when needed: see ``MessageCompactor``); a new message's
+    hash is then ``None`` in ``new`` too.
 
     Args:
         s: the session's state.
@@ -169,18 +178,23 @@ def resolve(s: SessionState, messages: Sequence[Message], hashes: Sequence[str],
             this call's first ``prev_len`` messages are that call's (a cheap comparison):
             only the messages after them are looked at, so the common case costs
             O(new messages). It must describe the state ``s`` is in.
+        inplace: extend ``prev``'s lists instead of copying them (the driver's hot path;
+            ``prev`` must not be used afterwards).
 
     Raises:
         HistoryRewriteError: see the module docs.
     """
     n = len(hashes)
-    if prev is not None and prev.mode in ("full", "view") and prev_len <= n:
+    if prev is not None and prev_len <= n:
         mode, offset, start = prev.mode, prev.offset, prev_len
-        work = prev.work + list(messages[prev_len:])
-        work_hashes = prev.work_hashes + list(hashes[prev_len:])
-        ordinals = prev.ordinals + list(range(prev_len + offset, n + offset))
+        if inplace:
+            work, work_hashes, ordinals = prev.work, prev.work_hashes, prev.ordinals
+        else:
+            work, work_hashes, ordinals = list(prev.work), list(prev.work_hashes), list(prev.ordinals)
+        work.extend(messages[prev_len:])
+        work_hashes.extend(hashes[prev_len:])
+        ordinals.extend(range(prev_len + offset, n + offset))
         summary_index = prev.summary_index
-        known = prev.branch
     else:
         view_h = [h for _, h in s.view]
         summary_index = next((i for i, (o, _) in enumerate(s.view) if o is None), None)
@@ -198,20 +212,20 @@ def resolve(s: SessionState, messages: Sequence[Message], hashes: Sequence[str],
             ordinals = [o for o, _ in s.view] + list(range(s.origin, n))
         else:
             return _rewrite(s, messages, hashes)
-        known = s.branch
     # the call's messages past the covered part: positions start + offset, ...
+    known = s.branch
     new: list[tuple[int, str, int]] = []
     fork = None
-    for i in range(start, n):
-        pos = i + offset
-        h = hashes[i]
-        if not new and pos < len(known) and known[pos] == h:
-            continue
-        if not new and pos < len(known):
-            fork = pos
-        new.append((pos, h, i))
-    branch = known[:new[0][0]] + [h for _, h, _ in new] if new else known
-    return Resolution(mode, work, work_hashes, ordinals, offset, start, new, fork, branch,
+    i = start
+    while i < n and i + offset < len(known) and known[i + offset] == (
+            hashes[i] if hashes[i] is not None else content_hash(messages[i])):
+        i += 1                       # sent again: already archived
+    if i < n:
+        if i + offset < len(known):
+            fork = i + offset
+        new = [(j + offset, hashes[j], j) for j in range(i, n)]
+    keep = new[0][0] if new else len(known)
+    return Resolution(mode, work, work_hashes, ordinals, offset, start, new, fork, keep,
                       False, summary_index)
 
 
@@ -232,9 +246,9 @@ def _rewrite(s: SessionState, messages: Sequence[Message], hashes: Sequence[str]
             fork = next((o for o, _ in s.view[j + 1:] if o is not None), s.origin)
         new = [(fork + k, hashes[i], i) for k, i in enumerate(range(p, n))]
         ordinals.extend(pos for pos, _, _ in new)
-        branch = s.branch[:fork] + [h for _, h, _ in new] if new else s.branch
         return Resolution("view", list(messages), list(hashes), ordinals, fork - p, p, new,
-                          fork if new and fork < len(s.branch) else None, branch, False, j)
+                          fork if new and fork < len(s.branch) else None,
+                          fork if new else len(s.branch), False, j)
     # a full history that left the branch: fork at the first difference, state reset
     f = 0
     limit = min(n, len(s.branch))
@@ -242,9 +256,8 @@ def _rewrite(s: SessionState, messages: Sequence[Message], hashes: Sequence[str]
         f += 1
     new = [(i, hashes[i], i) for i in range(f, n)]
     fork = f if f < len(s.branch) and f < n else None
-    branch = s.branch[:f] + [h for _, h, _ in new] if new else list(s.branch)
     return Resolution("full", list(messages), list(hashes), list(range(n)), 0, f, new, fork,
-                      branch, True, None)
+                      f if new else len(s.branch), True, None)
 
 
 def nodes_for(s: SessionState, r: Resolution) -> list[tuple[int, str, str, int]]:
@@ -270,29 +283,19 @@ def chains_of(branch: Sequence[str]) -> list[str]:
     return out
 
 
-def tip_of(s: SessionState, r: Resolution) -> str:
-    """The chain id the archive's current tip must name after this call: the end of the
-    branch this call is on (its new messages, or the position it reached)."""
-    if r.new:
-        pos = r.new[-1][0]
-    else:
-        last = max((o for o in r.ordinals if o is not None), default=-1)
-        pos = last
-    return s.chains[pos] if 0 <= pos < len(s.chains) else ""
-
-
 def commit(s: SessionState, r: Resolution) -> None:
     """Make a resolution the session's state (the driver calls it once the archive holds
     the new messages): the branch and its chain ids, and a reset when the history was
     rewritten."""
     if r.new:
-        keep = r.new[0][0]
-        del s.chains[keep:]
-        prev = s.chains[-1] if s.chains else ""
-        for _, h, _ in r.new:
-            prev = chain_id(prev, h)
-            s.chains.append(prev)
-        s.branch = list(r.branch)
+        del s.branch[r.keep:]
+        s.branch.extend(h for _, h, _ in r.new)
+        if s.chained:
+            del s.chains[r.keep:]
+            prev = s.chains[-1] if s.chains else ""
+            for _, h, _ in r.new:
+                prev = chain_id(prev, h)
+                s.chains.append(prev)
     if r.reset:
         s.view, s.ours, s.origin = [], {}, 0
         s.summary = s.summary_hash = s.checkpoint = None
@@ -353,7 +356,7 @@ def view_resolution(s: SessionState, work: Sequence[Message], mode: str,
     offset = 0 if mode == "full" else s.origin - len(s.view)
     return Resolution(mode, list(work), hashes, ordinals,
                       offset, call_len if mode == "full" else len(s.view), [], None,
-                      s.branch, False, summary_index)
+                      len(s.branch), False, summary_index)
 
 
 def merge_ranges(ranges: Sequence[Sequence[int]], ordinals: Sequence[int]) -> list[list[int]]:
