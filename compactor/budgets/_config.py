@@ -179,9 +179,6 @@ _PROFILE_KEYS = ("budget_tokens", "weights", "description")
 _RECOMMENDATION_KEYS = ("upgrade_exceedance_rate", "downgrade_p95_usage", "min_invocations")
 
 
-_did_you_mean = did_you_mean
-
-
 class _Checker:
     """Raises :class:`BudgetConfigError` with this file's name; keys are written under
     ``prefix`` (``"budgets"`` inside ``compactor.toml``, ``""`` in the old layout)."""
@@ -206,7 +203,7 @@ class _Checker:
             if k not in allowed:
                 where = f"{prefix}.{k}" if prefix else k
                 raise self.fail(where, "unknown key",
-                                f"{_did_you_mean(k, allowed)}allowed here: {', '.join(allowed)}")
+                                f"{did_you_mean(k, allowed)}allowed here: {', '.join(allowed)}")
 
     def share(self, value: Any, key: str, *, low: float, high: float, example: str) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -282,7 +279,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<code>",
                          f'write one of: {", ".join(names)} (in quotes)')
         if value not in profiles:
             raise c.fail(key, f"profile {value!r} is not defined",
-                         f"{_did_you_mean(value, names)}defined profiles: {', '.join(names)}")
+                         f"{did_you_mean(value, names)}defined profiles: {', '.join(names)}")
         return value
 
     settings = c.table(data.get("settings", {}), "settings")

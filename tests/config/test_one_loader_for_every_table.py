@@ -181,3 +181,12 @@ def test_commands_resolve_store_and_ledger_flag_then_config_then_default(tmp_pat
     assert resolve_ledger_path(None, bare) == Path("compactor-ledger/ledger.jsonl")
     env = load_config(write(tmp_path, "", name="empty.toml"), env={"COMPACTOR_LEDGER": "l.jsonl"})
     assert resolve_ledger_path(None, env) == Path("l.jsonl")
+
+
+def test_the_old_layout_tables_are_the_budgets_tables():
+    """The tables that mark a file as old-layout budgets are exactly those the budgets
+    loader accepts."""
+    from compactor._config import LEGACY_BUDGET_TABLES
+    from compactor.budgets._config import _TABLES
+
+    assert LEGACY_BUDGET_TABLES == _TABLES
