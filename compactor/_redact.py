@@ -21,8 +21,8 @@ prefix of a short key is a large part of it.
 
 Rules, in the order a reader meets them (all ASCII, case-insensitive where it says so):
 
-1. **Credential names** (:func:`is_secret_key`; ``-``, ``.`` and spaces read as ``_``, any
-   case): a name that is, or ends in ``_`` followed by, ``api_key``/``apikey``/``api_keys``,
+1. **Credential names** (:func:`is_secret_key`; any case; ``_``, ``-``, ``.`` and a space
+   are alike): a name that is, or ends in ``_`` followed by, ``api_key``/``apikey``/``api_keys``,
    ``access_key``, ``secret_key``, ``private_key``, ``secret``, ``password``, ``passwd``,
    ``passphrase``, ``auth``, ``authorization``, ``cookie``, ``credential(s)`` or ``token``.
    So ``OPENAI_API_KEY``, ``my_api_key``, ``x-api-key``, ``X-Goog-Api-Key``,
@@ -32,12 +32,15 @@ Rules, in the order a reader meets them (all ASCII, case-insensitive where it sa
    as a JSON or Python key, or with escaped quotes inside a JSON string) and a value on the
    same line: ``OPENAI_API_KEY=...``, ``ANTHROPIC_API_KEY: ...``, ``{"api_key": "..."}``,
    ``x-api-key: ...`` headers, ``?access_token=...&`` and ``token=`` query parameters,
-   ``password=...``, ``--api-key=...``. A quoted value is masked whole; an unquoted one up to
-   whitespace or one of ``"'`,;&<>(){}[]``, after an auth scheme (``Bearer``, ``Basic``,
-   ``Token``, ``Digest``, ``Negotiate``, ``NTLM``, ``Bot``) that is kept. Not masked: an empty
-   value, ``null``/``None``/``true``/``false``/``undefined``/``nil``, a value that does not
-   start on the same line. The bare names ``token``, ``auth`` and ``secret`` count only with
-   ``=`` or as a quoted key, so prose such as ``unexpected token: '}'`` is left alone.
+   ``password=...``, ``--api-key=...``, ``API key: ...``. The name must not be the end of a
+   longer word (``oauth``, ``monkey``, ``xpassword`` are not names). A quoted value is masked
+   whole; an unquoted one up to whitespace or one of ``"'`,;&<>(){}[]``, after an auth scheme
+   (``Bearer``, ``Basic``, ``Token``, ``Digest``, ``Negotiate``, ``NTLM``, ``Bot``) that is
+   kept; a ``Cookie``/``Set-Cookie`` value up to the end of the line (all its pairs). Not
+   masked: an empty value, ``null``/``None``/``true``/``false``/``undefined``/``nil``, a value
+   that does not start on the same line. The bare names ``token``, ``auth`` and ``secret``
+   count only with ``=`` or as a quoted key (``my_token: x`` counts), so prose and code such
+   as ``unexpected token: '}'`` or ``def f(token: str)`` are left alone.
 3. **``Bearer`` credentials** anywhere (case-insensitive): ``Bearer <credential>`` where the
    credential (characters ``A-Za-z0-9._~+/=-``) has a digit and 4+ characters, or has 20+
    characters; so ``Bearer abc1234`` is masked and ``bearer tokens`` is not.
@@ -55,10 +58,16 @@ Left alone on purpose: prose without a value (``the token budget is 4000 tokens`
 ``password reset flow``, ``the authorization step failed``), ids such as ``run-42``,
 ``sha256:<hex>`` content hashes (the ledger stores them), ``task-force``, ``sk-learn``.
 
-Guarantees: :func:`redact` is idempotent (``redact(redact(t)) == redact(t)``); every pattern
-is linear in the text (possessive quantifiers and start-of-word look-behinds: no pattern
-backtracks over what another attempt already scanned), so a 1 MB string takes well under a
-second (``tests/test_redaction.py`` pins both).
+Limits: an unquoted value stops at the first ``,;&`` or bracket, so ``password=ab,cd``
+keeps ``,cd``; a value on the next line (``api_key:\n  abc``) and a bare ``--password abc``
+flag (no ``=``) are not recognised unless the value has a key shape.
+
+Guarantees: :func:`redact` is idempotent (``redact(redact(t)) == redact(t)``) and linear in
+the text: every pattern starts with a literal (the engine jumps between candidates), uses
+possessive quantifiers (no backtracking), and the "not inside a word" test looks at one
+character before a match; a value already read is not read again. 1 MB takes about 0.02 s
+(prose) to 0.15 s (adversarial) here, under 1 s in ``tests/test_redaction.py``, which also
+pins idempotence.
 """
 
 from __future__ import annotations
