@@ -268,6 +268,9 @@ KEYS: tuple[Key, ...] = (
     Key("compactor", "window", None, _integer(1),
         "write a whole number of tokens >= 1, e.g. 128000 (or remove the key)", "tokens",
         "a fixed context window for every call (unset: the model's or tier's window)"),
+    Key("compactor", "max_sessions", 1024, _integer(1), "write a whole number >= 1, e.g. 1024",
+        "sessions", "sessions kept in memory (least recently used evicted; with a store "
+        "their state reloads on the next call)"),
     Key("compactor", "agent_id", None, _text, 'write agent_id = "my-agent"', "",
         "reported with every ledger event (unset: none)"),
     Key("windows", "default_tier", Tier.GENERAL.value, _choice(*_TIERS),
@@ -361,7 +364,7 @@ class Config:
     def compactor_kwargs(self, exclude: Iterable[str] = ()) -> dict[str, Any]:
         """Keyword arguments of ``MessageCompactor(...)`` from this config: ``config``
         (PlanConfig), ``windows``, ``counter``, ``summarize``, ``max_concurrency``,
-        ``reserve_output_tokens``, ``window``, ``agent_id``, and ``store`` (a
+        ``reserve_output_tokens``, ``window``, ``agent_id``, ``max_sessions``, and ``store`` (a
         ``SessionStore``, whose root is created) / ``sink`` (a ``Ledger``, opened) when
         ``[store] root`` / ``[ledger] path`` is set. Names in ``exclude`` are left out
         (nothing is built for them).
@@ -376,7 +379,8 @@ class Config:
             "config": self.plan, "windows": self.windows, "summarize": v("compactor.summarize"),
             "max_concurrency": v("compactor.max_concurrency"),
             "reserve_output_tokens": v("compactor.reserve_output_tokens"),
-            "window": v("compactor.window"), "agent_id": v("compactor.agent_id")}
+            "window": v("compactor.window"), "agent_id": v("compactor.agent_id"),
+            "max_sessions": v("compactor.max_sessions")}
         out = {k: x for k, x in out.items() if k not in skip}
         if "counter" not in skip:
             from ._tokens import HeuristicCounter, default_counter

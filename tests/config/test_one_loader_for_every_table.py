@@ -104,7 +104,8 @@ def test_key_defaults_match_the_constructors():
     ctor = {"compactor": MessageCompactor, "store": SessionStore, "ledger": Ledger}
     names = {"compactor": {"max_concurrency": "max_concurrency", "summarize": "summarize",
                            "reserve_output_tokens": "reserve_output_tokens",
-                           "window": "window", "agent_id": "agent_id"},
+                           "window": "window", "agent_id": "agent_id",
+                           "max_sessions": "max_sessions"},
              "store": {"fsync": "fsync"},
              "ledger": {k: k for k in ("fsync", "fsync_interval_s", "rotate_bytes",
                                        "rotate_daily", "redact", "lock")}}
@@ -116,7 +117,7 @@ def test_key_defaults_match_the_constructors():
         param = inspect.signature(ctor[key.table]).parameters[arg]
         assert key.default == param.default, (key.table, key.name)
         checked += 1
-    assert checked == 12
+    assert checked == 13
 
 
 def test_errors_carry_key_and_file_and_all_problems_are_listed(tmp_path):
