@@ -75,3 +75,28 @@ def test_no_store_or_ledger_unless_configured(tmp_path, monkeypatch):
                                      keep_first_user=False, max_summary_tokens=2000,
                                      summary_share=0.75, overflow="raise")
     assert comp.window is None and comp.windows.window_for("claude-opus-4-1") == 200_000
+
+
+async def test_a_compactor_from_the_file_compacts_into_its_store_and_ledger(tmp_path):
+    """With a small window from the file, a long history is compacted; the configured ledger
+    receives the compaction record and the configured store gives the full history back."""
+    import json
+
+    path = write(tmp_path, '[compactor]\nwindow = 1200\ncounter = "heuristic"\nkeep_recent = 2\n'
+                           '[store]\nroot = "st"\n[ledger]\npath = "lg/ledger.jsonl"\n'
+                           'fsync = "always"\n')
+    history = []
+    for i in range(12):
+        history.append({"role": "user", "content": f"Question {i}: " + "details " * 40})
+        history.append({"role": "assistant", "content": f"Answer {i}: " + "reasons " * 40})
+    comp = compactor_from_config(path)
+    try:
+        result = await comp.compact_if_needed(history, session_id="s1")
+    finally:
+        comp.sink.close()
+    assert result.compacted and result.tokens_after < 1200 < result.tokens_before
+    records = [json.loads(line) for line in
+               (tmp_path / "lg" / "ledger.jsonl").read_text().splitlines()]
+    assert [r["event"] for r in records] == ["compaction"]
+    assert records[0]["session_id"] == "s1"
+    assert comp.store.restore("s1") == history
