@@ -184,6 +184,26 @@ class SessionStoreProtocol(Protocol):
                end: int | None = None, limit: int = 20) -> list[dict[str, Any]]:
         """Archived messages of the current branch matching a query / ordinal range."""
 
+    # ---- maintenance support (compactor.maintenance uses these; the compactor does not)
+    def stat(self, session_id: str) -> "SessionStat | None":
+        """Facts of a session (size, activity, mark, emptiness), or None when absent."""
+
+    def export(self, session_id: str) -> tuple[bytes, dict[str, Any] | None]:
+        """``(payload, state)``: every complete archive line in order, and the state."""
+
+    def import_(self, session_id: str, payload: bytes,
+                state: Mapping[str, Any] | None) -> None:
+        """Put an exported session back into an empty slot (FileExistsError otherwise)."""
+
+    def mark(self, session_id: str, marked: bool = True) -> bool:
+        """Mark (or unmark) a session important; returns whether the mark changed."""
+
+    def lock_within(self, session_id: str, timeout_s: float) -> Any:
+        """:meth:`lock`, waiting at most ``timeout_s`` seconds (TimeoutError)."""
+
+    def usage(self) -> tuple[int, int]:
+        """``(bytes, sessions)`` the store takes on disk."""
+
 
 @dataclass
 class _Index:
@@ -561,6 +581,223 @@ class FileSessionStore:
                 "archive_bytes": sum(f.stat().st_size for f in files),
                 "archive_segments": len(files),
                 "summary": state.get("summary")}
+
+    # ---- maintenance support ---------------------------------------------------------
+    # What ``compactor.maintenance`` needs to tier, archive and put back whole sessions
+    # without knowing the layout above: a session's facts (:meth:`stat`), its content as
+    # bytes and back (:meth:`export`, :meth:`import_files`, :meth:`import_`), the
+    # importance mark, the session lock with a deadline, and the bytes on disk.
+
+    #: The marker file of a session marked important (see :meth:`mark`).
+    _MARK = "IMPORTANT"
+
+    @classmethod
+    def open_existing(cls, root: str | os.PathLike[str]) -> "FileSessionStore | None":
+        """The store under ``root`` when it holds one, else None. Creates nothing, so
+        read-only callers (``health``, ``maintain --dry-run``) write no byte."""
+        root = Path(root)
+        return cls(root) if (root / "sessions").is_dir() else None
+
+    def stat(self, session_id: str) -> "SessionStat | None":
+        """Facts of a session's folder (None when it has none): see :class:`SessionStat`.
+        Reads file metadata and the state only; takes no lock.
+
+        Raises:
+            ConfigError: an id that cannot name a session.
+        """
+        from datetime import datetime, timezone
+
+        d = self.session_dir(session_id)
+        try:
+            stats = {e.name: e.stat() for e in os.scandir(d)
+                     if e.is_file() and not e.name.startswith(".")}
+            dir_mtime = d.stat().st_mtime
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+        def utc(t: float) -> datetime:
+            return datetime.fromtimestamp(t, timezone.utc)
+
+        last = utc(max((st.st_mtime for n, st in stats.items() if n != self._MARK),
+                       default=dir_mtime))
+        if "state.json" in stats:
+            try:
+                at = (self.load_state(session_id) or {}).get("last_compaction_at")
+                when = datetime.fromisoformat(str(at).replace("Z", "+00:00")) if at else None
+            except (ValueError, OSError):
+                when = None
+            if when is not None:
+                last = max(last, when if when.tzinfo else when.replace(tzinfo=timezone.utc))
+        arch = [n for n in stats if n.startswith("archive")]
+        return SessionStat(
+            session_id=session_id, bytes=sum(st.st_size for st in stats.values()),
+            last_active=last, first_seen=min((utc(stats[n].st_mtime) for n in arch),
+                                             default=last),
+            marked=self._MARK in stats,
+            empty=not any(stats[n].st_size for n in arch) and "state.json" not in stats)
+
+    def export(self, session_id: str) -> tuple[bytes, dict[str, Any] | None]:
+        """``(payload, state)``: the bytes of every complete archive line, closed segments
+        first then the active one (a torn last line, never acknowledged, is left out) --
+        what :func:`restore_from_records` reads after ``json.loads`` of each line -- and
+        :meth:`load_state`. Call it under the session's lock for a consistent pair.
+
+        Raises:
+            OSError, EOFError: a closed segment is not a readable gzip file.
+            ValueError: the state is not JSON.
+        """
+        out = bytearray()
+        for f in self._files(self.session_dir(session_id)):
+            try:
+                raw = f.read_bytes()
+            except FileNotFoundError:
+                continue
+            data = gzip.decompress(raw) if f.suffix == ".gz" else raw
+            out += data[: data.rfind(b"\n") + 1]
+        return bytes(out), self.load_state(session_id)
+
+    def import_files(self, session_id: str, payload: bytes,
+                     state: Mapping[str, Any] | None) -> list[tuple[Path, bytes]]:
+        """The files that put an exported session (see :meth:`export`) back, as
+        ``(path, bytes)`` pairs, for a caller that writes them itself -- each whole and
+        atomically (temp file, fsync, rename; files 0600, folders 0700), under the
+        session's lock, into a session whose :meth:`stat` is None or ``empty``.
+        Maintenance writes them through its journal, so a crash rolls them back. The
+        payload becomes the active segment; the state is written as given (its
+        ``version`` kept). Nothing is written here.
+
+        Raises:
+            ConfigError: an id that cannot name a session.
+            ValueError: the payload does not end with a complete line.
+        """
+        if payload and not payload.endswith(b"\n"):
+            raise ValueError("payload ends inside a line; export gives complete lines only")
+        d = self.session_dir(session_id)
+        out: list[tuple[Path, bytes]] = []
+        if d.name.startswith(_HASHED):
+            out.append((d / "id", session_id.encode("utf-8")))
+        if payload:
+            out.append((d / "archive.jsonl", payload))
+        if state is not None:
+            out.append((d / "state.json", json.dumps(state, ensure_ascii=False, indent=1,
+                                                     sort_keys=True).encode("utf-8")))
+        return out
+
+    def import_(self, session_id: str, payload: bytes,
+                state: Mapping[str, Any] | None) -> None:
+        """Put an exported session back (the files of :meth:`import_files`, each written
+        atomically), under the session's lock.
+
+        Raises:
+            FileExistsError: the session holds an archive or a state already.
+            ConfigError, ValueError: see :meth:`import_files`.
+        """
+        with self.lock(session_id):
+            st = self.stat(session_id)
+            if st is not None and not st.empty:
+                raise FileExistsError(f"session {session_id!r} is already in {self.root}; "
+                                      "fix: restore it from there")
+            for path, data in self.import_files(session_id, payload, state):
+                _write_private(path, data, atomic=True)
+            self._indexes.pop(session_id, None)
+
+    def mark(self, session_id: str, marked: bool = True) -> bool:
+        """Mark (or unmark) a session important: maintenance keeps marked sessions
+        longer (:attr:`SessionStat.marked`). Under the session's lock. Returns whether
+        the mark changed.
+
+        Raises:
+            ConfigError: the session has no folder in this store (field ``session_id``).
+        """
+        if not self.exists(session_id):
+            raise ConfigError(f"no session {session_id!r} under {self.root}; fix: check the "
+                              "id with `compactor sessions list`", field="session_id")
+        f = self.session_dir(session_id) / self._MARK
+        with self.lock(session_id):
+            if f.exists() == marked:
+                return False
+            if marked:
+                _write_private(f, b"marked important (compactor archive mark)\n", atomic=True)
+            else:
+                f.unlink()
+            return True
+
+    @contextmanager
+    def lock_within(self, session_id: str, timeout_s: float) -> Iterator[None]:
+        """:meth:`lock`, waiting at most ``timeout_s`` seconds (the same lock: a holder of
+        either excludes the other). Creates the session's folder when it has none.
+
+        Raises:
+            TimeoutError: another thread or process held it for ``timeout_s`` seconds.
+        """
+        from filelock import Timeout
+
+        pair = self._lock_pair(session_id)
+        busy = TimeoutError(f"session {session_id!r} is locked by another writer "
+                            f"(waited {timeout_s:g} s)")
+        if not pair[0].acquire(timeout=max(0.0, timeout_s)):
+            raise busy
+        try:
+            try:
+                pair[1].acquire(timeout=max(0.0, timeout_s))
+            except Timeout:
+                raise busy from None
+            try:
+                yield
+            finally:
+                pair[1].release()
+        finally:
+            pair[0].release()
+
+    def _lock_pair(self, session_id: str) -> tuple[Any, FileLock]:
+        """The session's thread lock and file lock (created once per store instance; the
+        session's folder is created when it has none)."""
+        d = self._dir(session_id)
+        with self._locks_mu:
+            pair = self._locks.get(session_id)
+            if pair is None:
+                pair = self._locks[session_id] = (
+                    threading.RLock(), FileLock(str(d / ".lock"), thread_local=False))
+            return pair
+
+    def usage(self) -> tuple[int, int]:
+        """``(bytes, sessions)``: bytes of every file of every session (locks and temp
+        files included), and how many session folders there are."""
+        base = self.root / "sessions"
+        total = 0
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(dirpath, name)).st_size
+                except FileNotFoundError:
+                    pass
+        folders = sum(1 for p in base.iterdir() if p.is_dir()) if base.is_dir() else 0
+        return total, folders
+
+
+@dataclass(frozen=True)
+class SessionStat:
+    """What :meth:`FileSessionStore.stat` tells of a session (maintenance support).
+
+    Attributes:
+        session_id: the id.
+        bytes: bytes of its files (the lock file and temp files excluded).
+        last_active: newest modification time of its files but the mark (its folder's
+            when it has none) or its state's ``last_compaction_at``, whichever is later
+            (aware, UTC): marking a session is not activity.
+        first_seen: oldest modification time of its archive segments (``last_active``
+            when it has none).
+        marked: marked important (:meth:`FileSessionStore.mark`).
+        empty: it holds no archive line and no state.
+    """
+
+    session_id: str
+    bytes: int
+    last_active: "datetime"
+    first_seen: "datetime"
+    marked: bool
+    empty: bool
+# ---- end of maintenance support
 
 
 #: The embedded default store: ``SessionStore(root)`` is a :class:`FileSessionStore`.

@@ -5,17 +5,23 @@ Layout under the archive root (default ``<store>/archive``)::
     archive/2025/03/<name>.json        the entry: tier, form, metadata, importance (JSON)
     archive/2025/03/<name>.jsonl.gz    the lossless payload: the session's archive lines
 
-``<name>`` is the session's folder name in the store (its id, ``/`` written ``__``);
-``YYYY/MM`` is the UTC month of its last activity. The payload is the exact bytes of
-every complete line of the store's archive segments (``archive-NNNN.jsonl.gz`` then
-``archive.jsonl``): ``{"ordinal", "hash", "message"}`` per line, so the restored history is
-byte-identical to what ``SessionStore.restore`` gave. It is stored gzip-compressed with
-**hash elision**: a line that is the canonical JSON of its record and whose ``hash`` is
-the ``content_hash`` of its message is written without the ``hash`` key (64 hex digits
-per message that gzip cannot shrink, about 37 % of the compressed size on the real
-transcripts); reading recomputes it. Other lines are kept verbatim. ``zcat`` shows the
-lines. The entry records the SHA-256 of the original, uncompressed payload; every
-restore rebuilds the payload and checks it.
+``<name>`` is :func:`compactor._store.encode_session_id` of the session id (reversible,
+collision-free; entries written before it name a session by its id with ``/`` written
+``__``, and are still read); ``YYYY/MM`` is the UTC month of its last activity. The
+payload is what ``SessionStore.export`` gives: the exact bytes of every complete line of
+the session's archive, in order -- nodes ``{"ordinal", "hash", "prev", "message"}`` (and
+``{"tip"}`` lines; store format 1 lines have no ``prev``) -- so the restored history
+(:func:`compactor._store.restore_from_records`) is byte-identical to what
+``SessionStore.restore`` gave. It is stored gzip-compressed with **hash elision**: a
+node line that is the canonical JSON of its record and whose ``hash`` is the
+``content_hash`` of its message is written without the ``hash`` key, and without
+``prev`` too when ``prev`` is the chain id of the node line just before it (64 hex
+digits each per message that gzip cannot shrink; the hash alone was about 37 % of the
+compressed size on the real transcripts); an ``"elided"`` key says what reading must
+recompute (``"h"``: the hash, ``"hp"``: both; format 1 lines keep their older form
+``{"ordinal", "message"}``). Other lines are kept verbatim. ``zcat`` shows the lines.
+The entry records the SHA-256 of the original, uncompressed payload; every restore
+rebuilds the payload and checks it.
 
 Entry schema (``schema_version`` 1; readers ignore keys they do not know)::
 
@@ -26,7 +32,7 @@ Entry schema (``schema_version`` 1; readers ignore keys they do not know)::
                   tool_calls, tools, errors, outcome, format, compaction_count},
      "form": null | {kind, text, tokens, target_share, share},
      "lossless": {file, sha256, bytes, stored_bytes, messages, encoding},
-     "state": the session's state.json object or null,
+     "state": the session's saved state (a JSON object) or null,
      "history": [{"tier", "at"}, ...]}
 """
 
@@ -40,9 +46,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from compactor._compactor import content_hash
 from compactor._errors import CompactorError
-from compactor._store import canonical_json
+from compactor._store import (
+    canonical_json,
+    chain_id,
+    content_hash,
+    encode_session_id,
+    restore_from_records,
+)
 
 SCHEMA_VERSION = 1
 KIND = "compactor.session-archive"
@@ -80,9 +91,20 @@ def as_utc(dt: datetime) -> datetime:
     return dt.astimezone(timezone.utc) if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
-def folder_name(session_id: str) -> str:
-    """The store's folder name for a session id (``/`` becomes ``__``)."""
-    return session_id.replace("/", "__")
+def entry_name(session_id: str) -> str:
+    """The file stem of a session's entry and payload: the store's reversible,
+    collision-free encoding of its id.
+
+    Raises:
+        ConfigError: an id that cannot name a session.
+    """
+    return encode_session_id(session_id)
+
+
+def legacy_entry_name(session_id: str) -> str:
+    """The stem entries had before the reversible encoding (``/`` written ``__``;
+    ambiguous, so only read, never written)."""
+    return "__".join(session_id.split("/"))
 
 
 def gzip_bytes(data: bytes) -> bytes:
@@ -94,16 +116,28 @@ def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+_V1 = {"ordinal", "hash", "message"}          # a node line of store format 1
+_V2 = {"ordinal", "hash", "prev", "message"}  # a node line of the chained archive
+
+
 def elide_hashes(payload: bytes) -> bytes:
     """The stored form of a payload (see the module docstring): lossless, smaller."""
     out = []
+    last = ""    # chain id of the previous chained node line
     for line in payload.split(b"\n")[:-1]:
         rec = json.loads(line)
-        if (isinstance(rec, dict) and set(rec) == {"ordinal", "hash", "message"}
-                and rec["hash"] == content_hash(rec["message"])
-                and canonical_json(rec).encode("utf-8") == line):
-            line = canonical_json({"ordinal": rec["ordinal"],
-                                   "message": rec["message"]}).encode("utf-8")
+        keys = set(rec) if isinstance(rec, dict) else set()
+        if keys in (_V1, _V2) and rec["hash"] == content_hash(rec["message"]) \
+                and canonical_json(rec).encode("utf-8") == line:
+            short = {"ordinal": rec["ordinal"], "message": rec["message"]}
+            if keys == _V2:
+                if rec["prev"] == last:
+                    short["elided"] = "hp"
+                else:
+                    short.update(elided="h", prev=rec["prev"])
+            line = canonical_json(short).encode("utf-8")
+        if keys == _V2:
+            last = chain_id(rec["prev"], rec["hash"])
         out.append(line + b"\n")
     return b"".join(out)
 
@@ -111,11 +145,21 @@ def elide_hashes(payload: bytes) -> bytes:
 def restore_hashes(stored: bytes) -> bytes:
     """Inverse of :func:`elide_hashes`."""
     out = []
+    last = ""
     for line in stored.split(b"\n")[:-1]:
         rec = json.loads(line)
-        if isinstance(rec, dict) and set(rec) == {"ordinal", "message"}:
-            line = canonical_json({"ordinal": rec["ordinal"], "hash": content_hash(rec["message"]),
-                                   "message": rec["message"]}).encode("utf-8")
+        keys = set(rec) if isinstance(rec, dict) else set()
+        if keys in ({"ordinal", "message"}, {"ordinal", "message", "elided"},
+                    {"ordinal", "message", "elided", "prev"}):
+            full = {"ordinal": rec["ordinal"], "hash": content_hash(rec["message"]),
+                    "message": rec["message"]}
+            if "elided" in rec:
+                full["prev"] = last if rec["elided"] == "hp" else rec["prev"]
+            rec = full
+            line = canonical_json(rec).encode("utf-8")
+            keys = set(rec)
+        if keys == _V2:
+            last = chain_id(rec["prev"], rec["hash"])
         out.append(line + b"\n")
     return b"".join(out)
 
@@ -135,14 +179,14 @@ def unpack(stored: bytes) -> bytes:
 
 
 def messages_from_payload(data: bytes) -> list[dict[str, Any]]:
-    """The history in a payload, as ``SessionStore.restore`` returns it: each ordinal once
-    (first occurrence), in ordinal order."""
-    seen: dict[int, dict[str, Any]] = {}
-    for line in data.split(b"\n"):
-        if line:
-            rec = json.loads(line)
-            seen.setdefault(int(rec["ordinal"]), rec["message"])
-    return [seen[k] for k in sorted(seen)]
+    """The history in a payload, as ``SessionStore.restore`` returns it: the current
+    branch of the archive lines (:func:`compactor._store.restore_from_records`).
+
+    Raises:
+        ValueError: a line is not JSON, or the chain is broken.
+        KeyError: a node line lacks a field.
+    """
+    return restore_from_records([json.loads(line) for line in data.split(b"\n") if line])
 
 
 @dataclass(frozen=True)
@@ -200,8 +244,18 @@ class Entry:
         return data
 
     def messages(self) -> list[dict[str, Any]]:
-        """The session's full original history, hash-verified (see :meth:`payload`)."""
-        return messages_from_payload(self.payload())
+        """The session's full original history, hash-verified (see :meth:`payload`).
+
+        Raises:
+            ArchiveError: see :meth:`payload`; or its lines do not form a history.
+        """
+        data = self.payload()
+        try:
+            return messages_from_payload(data)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ArchiveError(f"payload {self.payload_path} holds no readable history ({e}); "
+                               "fix: restore it from a backup of the archive",
+                               path=str(self.payload_path)) from e
 
 
 def month_dir(root: Path, when: datetime) -> Path:
@@ -237,7 +291,7 @@ def read_entry(path: Path) -> Entry:
         raise ArchiveError(f"{path} names the payload {got!r}, not {stem + PAYLOAD_SUFFIX!r}; "
                            "fix: restore the entry from a backup", path=str(path))
     sid = data.get("session_id")
-    if not isinstance(sid, str) or folder_name(sid) != stem:
+    if not isinstance(sid, str) or stem not in _names(sid):
         raise ArchiveError(f"{path} holds session {sid!r}, not the one its name stands for; "
                            "fix: restore the entry from a backup", path=str(path))
     return Entry(path, data)
@@ -266,17 +320,34 @@ def entries(root: Path) -> dict[str, Entry]:
 
 
 def find(root: Path, session_id: str) -> Entry:
-    """The entry of ``session_id``.
+    """The entry of ``session_id`` (the newest month's): the one under its current name,
+    else one under its legacy name that holds this very id (``a/b`` and ``a__b`` once
+    shared ``a__b``).
 
     Raises:
-        ArchiveError: no entry for it (the message says how to list what exists).
+        ArchiveError: no entry for it (the message says how to list what exists), or the
+            entry cannot be read.
     """
-    name = folder_name(session_id) + ENTRY_SUFFIX
-    found = [p for p in entry_files(root) if p.name == name]
-    if not found:
-        raise ArchiveError(f"no archived session {session_id!r} under {root}; fix: check the "
-                           "id with `compactor archive list`")
-    return read_entry(found[-1])
+    names = _names(session_id)
+    files = list(entry_files(root))
+    current = [p for p in files if names and p.name == names[0] + ENTRY_SUFFIX]
+    if current:
+        return read_entry(current[-1])
+    for p in reversed([p for p in files if p.name in {n + ENTRY_SUFFIX for n in names[1:]}]):
+        e = read_entry(p)
+        if e.session_id == session_id:
+            return e
+    raise ArchiveError(f"no archived session {session_id!r} under {root}; fix: check the "
+                       "id with `compactor archive list`")
+
+
+def _names(session_id: str) -> tuple[str, ...]:
+    """The stems an entry of ``session_id`` may have (the current one first); none for an
+    id that cannot name a session."""
+    try:
+        return (entry_name(session_id), legacy_entry_name(session_id))
+    except CompactorError:
+        return ()
 
 
 def build_entry(*, session_id: str, tier: str, now: datetime, age_days: float,

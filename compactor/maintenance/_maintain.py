@@ -17,7 +17,10 @@ form is kept (hard-link backup or trash) until the step commits; an error rolls 
 back; a SIGKILL leaves the journal, and the next run rolls the interrupted step back
 before it starts. Ledger tasks rely on the ledger's own crash-safe protocol (docs/ledger.md).
 A run holds ``<store>/.maintenance/maintain.lock`` (``filelock``) so two never overlap, and
-ends by writing ``<store>/.maintenance/last_run.json`` and a ``maintenance`` ledger record
+takes a live session's store lock (``FileSessionStore.lock_within``) for every read and
+write of it; it sees live sessions only through the store's API (``sessions``, ``stat``,
+``export``, ``import_files``, ``mark``, ``session_dir``), never their layout. It ends by
+writing ``<store>/.maintenance/last_run.json`` and a ``maintenance`` ledger record
 with the sizes before and after.
 """
 
@@ -27,7 +30,7 @@ import json
 import os
 import shutil
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +39,7 @@ from typing import Any, Callable, ContextManager, Iterator
 from filelock import FileLock, Timeout
 
 from compactor._errors import CompactorError
+from compactor._store import FileSessionStore
 from compactor.ledger import Ledger, verify
 from compactor.ledger._compress import finish_compression
 from compactor.ledger._segments import closed_name, list_segments, lock_path, next_segment, stem_of
@@ -45,8 +49,8 @@ from compactor.maintenance._archive import (
     ArchiveError,
     as_utc,
     build_entry,
+    entry_name,
     find,
-    folder_name,
     pack,
     unpack,
     iso,
@@ -58,12 +62,11 @@ from compactor.maintenance._config import MaintenanceConfig
 from compactor.maintenance._profile import Tier, tier_form
 from compactor.maintenance._scan import (
     DAY_S,
-    MARK_FILE,
     STATE_DIR,
     SessionView,
     counter_for,
-    live_session,
     live_sessions,
+    open_store,
     retention_reason,
     sizes,
     views,
@@ -73,7 +76,6 @@ from compactor.maintenance._txn import (
     Journal,
     Step,
     fsync_dir,
-    make_dirs,
     recover,
     write_atomic,
 )
@@ -81,7 +83,8 @@ from compactor.maintenance._txn import (
 TASKS = ("verify", "rotate", "tiers", "retention", "vacuum")
 #: Empty session folders younger than this are left alone (a session may be starting), s.
 VACUUM_MIN_AGE_S = DAY_S
-#: How long ``archive add`` / ``restore --to-store`` wait for a session's store lock, s.
+#: How long maintenance waits for a live session's store lock, s: a run then leaves the
+#: session for a later run; ``archive add`` / ``restore --to-store`` refuse it.
 SESSION_LOCK_TIMEOUT_S = 5.0
 
 
@@ -204,6 +207,19 @@ class Maintenance:
         self.state_dir = cfg.store / STATE_DIR
         self.journal_path = self.state_dir / "journal.jsonl"
         self.run_id = self.now.strftime("%Y%m%dT%H%M%SZ") + f"-{os.getpid()}"
+        self._store: FileSessionStore | None = None
+
+    def store(self, *, create: bool = False) -> FileSessionStore | None:
+        """The live session store, one instance per run (its in-process session locks are
+        shared by every step); None when there is none and ``create`` is false."""
+        if self._store is None:
+            self._store = open_store(self.cfg, create=create)
+        return self._store
+
+    def views(self) -> list[SessionView]:
+        """Every session, live ones read under their store lock (see ``_scan.views``)."""
+        return views(self.cfg, self.now, self.counter, self.store(),
+                     lock_timeout_s=SESSION_LOCK_TIMEOUT_S)
 
     # ------------------------------------------------------------------ planning (read-only)
 
@@ -216,7 +232,7 @@ class Maintenance:
             actions += self._plan_verify()
         if "rotate" in tasks:
             actions += self._plan_rotate()
-        vs = views(self.cfg, self.now, self.counter) if vs is None else vs
+        vs = self.views() if vs is None else vs
         if "tiers" in tasks:
             actions += [a for v in vs for a in self._plan_tier(v)]
         if "retention" in tasks:
@@ -285,7 +301,7 @@ class Maintenance:
         why = (f"{v.age_days:.1f} days, importance {v.importance.score:.2f}"
                f"{' (important)' if v.importance.important else ''}")
         if v.live is not None:
-            if v.due is Tier.FULL:
+            if v.due is Tier.FULL or v.busy:
                 return []
             assert v.loaded is not None
             same = v.entry is not None and v.entry.data["lossless"]["sha256"] == v.loaded.sha
@@ -310,9 +326,11 @@ class Maintenance:
     def _vacuum_targets(self) -> list[tuple[Path, str]]:
         out: list[tuple[Path, str]] = []
         now_s = self.now.timestamp()
-        for s in live_sessions(self.cfg.store):
+        store = self.store()
+        for s in live_sessions(store):
             if s.empty and now_s - s.last_active.timestamp() > VACUUM_MIN_AGE_S:
-                out.append((s.dir, "session folder with no archive and no state"))
+                assert store is not None
+                out.append((store.session_dir(s.session_id), _EMPTY_SESSION))
         root = self.cfg.archive_root
         if root.is_dir():
             for month in sorted(root.glob("[0-9]*/[0-9]*")):
@@ -341,7 +359,7 @@ class Maintenance:
         t0 = time.perf_counter()
         rep = RunReport(self.run_id, "assess", list(tasks), status="planned")
         rep.sizes_before = sizes(self.cfg)
-        vs = views(self.cfg, self.now, self.counter)
+        vs = self.views()
         rep.actions = self.plan(tasks, vs)
         rep.tiers = self.tier_counts(vs, due=True)
         rep.duration_s = time.perf_counter() - t0
@@ -396,7 +414,7 @@ class Maintenance:
             if rep.status == "ok" and rep.skipped:
                 rep.status = "warning"
             rep.sizes_after = sizes(self.cfg)
-            rep.tiers = self.tier_counts(views(self.cfg, self.now, self.counter), due=False)
+            rep.tiers = self.tier_counts(self.views(), due=False)
             rep.duration_s = time.perf_counter() - t0
             self._record(rep)
         return rep
@@ -520,7 +538,7 @@ class Maintenance:
                 rep.actions.append(Action("rotate", "gzip_segment", r.file, "gzipped"))
 
     def _run_tiers(self, journal: Journal, rep: RunReport) -> None:
-        for v in views(self.cfg, self.now, self.counter):
+        for v in self.views():
             for a in self._plan_tier(v):
                 if a.kind == "retier":
                     done = self._step_or_skip(journal, rep, v.session_id, f"retier {v.session_id}",
@@ -532,17 +550,19 @@ class Maintenance:
 
     def _archive_live(self, journal: Journal, rep: RunReport, v: SessionView,
                       action: Action) -> bool:
-        s = v.live
-        assert s is not None and v.loaded is not None
-        with FileLock(str(s.dir / ".lock")):
-            fresh = live_session(s.dir)
-            payload = s.read()[0] if fresh is not None else b""
-            if fresh is None or fresh.last_active > s.last_active or sha256(payload) != v.loaded.sha:
-                action.detail += " (skipped: written to since the plan)"
-                return True
-            loaded = v.loaded
-            return self._step_or_skip(journal, rep, v.session_id, f"archive {v.session_id}",
-                                      lambda step: self._archive_step(step, v, loaded))
+        store = self.store()
+        assert store is not None and v.loaded is not None
+        loaded = v.loaded
+        try:
+            with _session_lock(store, v.session_id, _Busy()):
+                if not _unchanged(store, v):
+                    action.detail += " (skipped: written to since the plan)"
+                    return True
+                return self._step_or_skip(journal, rep, v.session_id, f"archive {v.session_id}",
+                                          lambda step: self._archive_step(step, v, loaded))
+        except _Busy:
+            action.detail += " (skipped: being written to)"
+            return True
 
     def _entry_bytes(self, v: SessionView, tier: Tier, form: dict[str, Any] | None,
                      metadata: dict[str, Any], lossless: dict[str, Any], state: Any,
@@ -553,9 +573,11 @@ class Maintenance:
                            history=history + [{"tier": tier.value, "at": iso(self.now)}])
 
     def _archive_step(self, step: Any, v: SessionView, loaded: Any) -> None:
-        s = v.live
-        assert s is not None
-        name = s.dir.name
+        """Write the entry and payload of a live session, check the payload reads back,
+        then move the session out of the live store (call under its store lock)."""
+        s, store = v.live, self.store()
+        assert s is not None and store is not None
+        name = entry_name(v.session_id)
         old = v.entry
         if old is not None and old.data["lossless"]["sha256"] == loaded.sha \
                 and old.payload_path.exists():
@@ -581,7 +603,7 @@ class Maintenance:
         lossless = {"file": payload_path.name, "sha256": loaded.sha, "bytes": len(loaded.payload),
                     "stored_bytes": len(gz), "messages": p.messages,
                     "encoding": "gzip, hash-elided",
-                    "content": "store archive lines {ordinal, hash, message}"}
+                    "content": "store archive lines {ordinal, hash, prev, message} and {tip}"}
         form = tier_form(v.due, loaded.messages, p.tokens, self.cfg.tiers, self.counter)
         history = list(old.data.get("history", [])) if old is not None else []
         step.write(entry_path, self._entry_bytes(v, v.due, form, metadata, lossless,
@@ -589,7 +611,7 @@ class Maintenance:
         if sha256(unpack(payload_path.read_bytes())) != loaded.sha:
             raise ArchiveError(f"payload {payload_path} read back with a different hash; the "
                                "session stays in the live store", path=str(payload_path))
-        step.remove(s.dir)
+        step.remove(store.session_dir(v.session_id))
 
     def _retier(self, step: Any, v: SessionView) -> None:
         e = v.entry
@@ -605,7 +627,7 @@ class Maintenance:
                                              list(e.data.get("history", []))))
 
     def _run_retention(self, journal: Journal, rep: RunReport) -> None:
-        vs = {v.session_id: v for v in views(self.cfg, self.now, self.counter)}
+        vs = {v.session_id: v for v in self.views()}
         skipped = {s["session_id"] for s in rep.skipped}
         for a in self._plan_retention(list(vs.values()), projected=False):
             if a.target in skipped:
@@ -619,12 +641,33 @@ class Maintenance:
                 rep.actions.append(a)
 
     def _run_vacuum(self, journal: Journal, rep: RunReport) -> None:
+        store = self.store()
+        empty = {str(store.session_dir(s.session_id)): s.session_id
+                 for s in live_sessions(store)} if store is not None else {}
         for path, why in self._vacuum_targets():
-            if path.is_dir() and why != "session folder with no archive and no state":
+            if why == _EMPTY_SESSION:
+                assert store is not None
+                if not self._vacuum_session(journal, store, empty[str(path)], path):
+                    continue
+            elif path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 self._step(journal, f"vacuum {path.name}", lambda step, p=path: step.remove(p))
             rep.actions.append(Action("vacuum", "vacuum", str(path), why))
+
+    def _vacuum_session(self, journal: Journal, store: FileSessionStore, session_id: str,
+                        path: Path) -> bool:
+        """Remove an empty live session's folder under its store lock, if it is still
+        empty there. Returns whether it was removed."""
+        try:
+            with _session_lock(store, session_id, _Busy()):
+                st = store.stat(session_id)
+                if st is None or not st.empty:
+                    return False
+                self._step(journal, f"vacuum {session_id}", lambda step: step.remove(path))
+                return True
+        except _Busy:
+            return False
 
 
 
@@ -642,50 +685,70 @@ def archive_now(m: Maintenance, session_id: str) -> SessionView:
         ArchiveError: no live session with that id, or it is being written to.
         MaintenanceBusy: a maintenance run holds the lock.
     """
-    v = next((x for x in views(m.cfg, m.now, m.counter)
-              if x.session_id == session_id and x.live is not None), None)
-    if v is None or v.loaded is None or v.live is None:
-        raise ArchiveError(f"no live session {session_id!r} under {m.cfg.store}; fix: check the "
-                           "id with `compactor sessions list`")
-    s, loaded = v.live, v.loaded
     busy = ArchiveError(f"session {session_id!r} is being written to; not archived; fix: "
                         "retry when the agent using it is idle")
+    v = next((x for x in m.views() if x.session_id == session_id and x.live is not None), None)
+    if v is not None and v.busy:
+        raise busy
+    store = m.store()
+    if v is None or v.loaded is None or store is None:
+        raise ArchiveError(f"no live session {session_id!r} under {m.cfg.store}; fix: check the "
+                           "id with `compactor sessions list`")
+    loaded = v.loaded
 
     def body(step: Step) -> None:
-        fresh = live_session(s.dir)
-        payload = s.read()[0] if fresh is not None else b""
-        if fresh is None or fresh.last_active > s.last_active or sha256(payload) != loaded.sha:
+        if not _unchanged(store, v):
             raise busy
         m._archive_step(step, v, loaded)
-    m.one_step(f"archive {session_id}", body, inside=lambda: _session_lock(s.dir, busy))
+    m.one_step(f"archive {session_id}", body,
+               inside=lambda: _session_lock(store, session_id, busy))
     return v
 
 
+class _Busy(Exception):
+    """A live session's store lock stayed held (a run leaves the session for later)."""
+
+
+_EMPTY_SESSION = "session folder with no archive and no state"
+
+
 @contextmanager
-def _session_lock(d: Path, busy: Exception) -> Iterator[None]:
-    """Hold a live session's store lock (``<dir>/.lock``); raise ``busy`` when a writer
-    keeps it longer than ``SESSION_LOCK_TIMEOUT_S``."""
-    lock = FileLock(str(d / ".lock"))
-    try:
-        lock.acquire(timeout=SESSION_LOCK_TIMEOUT_S)
-    except Timeout:
-        raise busy from None
-    try:
+def _session_lock(store: FileSessionStore, session_id: str,
+                  busy: Exception) -> Iterator[None]:
+    """Hold a live session's store lock; raise ``busy`` when a writer keeps it longer
+    than ``SESSION_LOCK_TIMEOUT_S`` (only taking the lock raises it)."""
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(store.lock_within(session_id, SESSION_LOCK_TIMEOUT_S))
+        except TimeoutError:
+            raise busy from None
         yield
-    finally:
-        lock.release()
+
+
+def _unchanged(store: FileSessionStore, v: SessionView) -> bool:
+    """Whether a live session is as it was when ``v`` was read (call under its lock):
+    still there, no newer activity, the same archive bytes."""
+    assert v.live is not None and v.loaded is not None
+    fresh = store.stat(v.session_id)
+    if fresh is None or fresh.last_active > v.live.last_active:
+        return False
+    return sha256(store.export(v.session_id)[0]) == v.loaded.sha
 
 
 def restore_to_store(m: Maintenance, session_id: str) -> Path:
     """Put an archived session back into the live store (hash-verified): its archive lines
-    as ``archive.jsonl`` and its ``state.json``. The archive entry stays.
+    and its state, written as the store's ``import_files`` names them, in one journaled
+    step under the session's store lock. The archive entry stays. Returns the session's
+    folder.
 
     Raises:
         ArchiveError: no entry, a damaged payload, or the session is already live.
     """
     e = find(m.cfg.archive_root, session_id)
     payload = e.payload(check=True)
-    d = m.cfg.store / "sessions" / folder_name(session_id)
+    store = m.store(create=True)
+    assert store is not None
+    d = store.session_dir(session_id)
     state = e.data.get("state")
     busy = ArchiveError(f"session {session_id!r} is being written to in the live store ({d}); "
                         "fix: use `compactor sessions restore` for it")
@@ -693,39 +756,34 @@ def restore_to_store(m: Maintenance, session_id: str) -> Path:
     def body(step: Step) -> None:
         # checked under the maintenance lock and the session's store lock, so a writer
         # cannot create the session between this check and the writes below
-        if d.exists() and any(f.name != ".lock" for f in d.iterdir()):
+        st = store.stat(session_id)
+        if st is not None and not st.empty:
             raise ArchiveError(f"session {session_id!r} is already in the live store ({d}); "
                                "fix: use `compactor sessions restore` for it")
-        step.write(d / "archive.jsonl", payload)
-        if state is not None:
-            step.write(d / "state.json", json.dumps(state, ensure_ascii=False, indent=1,
-                                                    sort_keys=True).encode("utf-8"))
-    def inside() -> ContextManager[None]:
-        make_dirs(d)
-        return _session_lock(d, busy)
-    m.one_step(f"restore {session_id}", body, inside=inside)
+        for path, data in store.import_files(session_id, payload, state):
+            step.write(path, data)
+    m.one_step(f"restore {session_id}", body,
+               inside=lambda: _session_lock(store, session_id, busy))
     return d
 
 
 def mark(m: Maintenance, session_id: str, marked: bool = True) -> str:
-    """Mark (or unmark) a session important: an ``IMPORTANT`` file in its live folder, or
-    ``importance.marked`` in its archive entry. Returns where the mark went.
+    """Mark (or unmark) a session important: in the live store (``FileSessionStore.mark``),
+    or ``importance.marked`` in its archive entry. Returns where the mark went.
 
     Raises:
         ArchiveError: the session is neither live nor archived.
     """
-    v = next((x for x in views(m.cfg, m.now, m.counter) if x.session_id == session_id), None)
+    v = next((x for x in m.views() if x.session_id == session_id), None)
+    store = m.store()
     if v is None:
         raise ArchiveError(f"no session {session_id!r} in {m.cfg.store} or its archive; fix: "
                            "check the id with `compactor archive list`")
-    if v.live is not None:
-        f = v.live.dir / MARK_FILE
-        if marked and not f.exists():
-            m.one_step(f"mark {session_id}",
-                       lambda step: step.write(f, b"marked important (compactor archive mark)\n"))
-        elif not marked and f.exists():
-            m.one_step(f"unmark {session_id}", lambda step: step.remove(f))
-        return str(f)
+    if v.live is not None and store is not None:
+        if v.live.marked != marked:
+            m.one_step(f"{'mark' if marked else 'unmark'} {session_id}",
+                       lambda step: store.mark(session_id, marked))
+        return str(store.session_dir(session_id))
     e = v.entry
     assert e is not None
     data = dict(e.data)

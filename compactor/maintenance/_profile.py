@@ -145,7 +145,7 @@ class Importance:
         score: ``1.0`` when user-marked, else sum of ``weight * min(1, value / saturation)``
             over length (tokens), turns, errors and tool calls.
         important: ``marked or score >= threshold``.
-        marked: the user marked it (``IMPORTANT`` file or a ``marked`` pattern).
+        marked: the user marked it (``compactor archive mark`` or a ``marked`` pattern).
         signals: each signal's contribution to the score.
     """
 

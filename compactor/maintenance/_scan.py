@@ -1,35 +1,38 @@
 """Read-only views of the store, the archive and the ledger: what exists, how old it is,
 how big, and which tier each session is due for. Nothing here writes a byte, so
 ``maintain --assess``, ``maintain --dry-run`` and ``health`` are built on it alone.
+
+Live sessions are seen only through the store's API (``FileSessionStore.sessions``,
+``stat``, ``export`` -- read under the session's store lock, ``lock_within``); nothing
+here knows where or how the store keeps them.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import gzip
-import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from compactor._store import FileSessionStore, SessionStat
 from compactor._tokens import HeuristicCounter, TiktokenCounter, TokenCounter
 from compactor.maintenance._archive import (
     Entry,
     entries,
     messages_from_payload,
-    parse_iso,
     sha256,
 )
 from compactor.maintenance._config import MaintenanceConfig
 from compactor.maintenance._profile import Importance, Profile, Tier, due_tier, importance, profile
 
-#: A file in a live session's folder whose presence marks the session important.
-MARK_FILE = "IMPORTANT"
 #: Folder (under the store root) holding the maintenance lock, journal, trash and status.
 STATE_DIR = ".maintenance"
 DAY_S = 86_400.0
+
+#: A live session as the store describes it (size, activity, mark, emptiness).
+LiveSession = SessionStat
 
 
 def counter_for(cfg: MaintenanceConfig) -> TokenCounter:
@@ -59,80 +62,17 @@ def tree_bytes(root: Path, *, skip: tuple[Path, ...] = ()) -> tuple[int, int]:
     return total, files
 
 
-@dataclass
-class LiveSession:
-    """A session folder in the live store.
-
-    Attributes:
-        session_id: its id (folder name with ``__`` read as ``/``).
-        dir: its folder.
-        bytes: bytes of its files (lock file excluded).
-        last_active: newest of its files' modification times and ``last_compaction_at``.
-        first_seen: oldest modification time of its archive files.
-        marked: an ``IMPORTANT`` file is in its folder.
-        empty: it holds no archive line and no state (only lock/empty files).
-    """
-
-    session_id: str
-    dir: Path
-    bytes: int
-    last_active: datetime
-    first_seen: datetime
-    marked: bool
-    empty: bool
-
-    def read(self) -> tuple[bytes, Any]:
-        """``(payload, state)``: every complete archive line in segment order (a torn last
-        line of a segment, never acknowledged, is left out) and the parsed state.json."""
-        d = self.dir
-        out = bytearray()
-        for f in sorted(d.glob("archive-*.jsonl.gz")) + [d / "archive.jsonl"]:
-            try:
-                raw = f.read_bytes()
-            except FileNotFoundError:
-                continue
-            data = gzip.decompress(raw) if f.suffix == ".gz" else raw
-            out += data[: data.rfind(b"\n") + 1]
-        try:
-            state = json.loads((d / "state.json").read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            state = None
-        return bytes(out), state
+def open_store(cfg: MaintenanceConfig, *, create: bool = False) -> FileSessionStore | None:
+    """The live session store of the config (None when there is none and ``create`` is
+    false: read-only views create nothing)."""
+    return FileSessionStore(cfg.store) if create else FileSessionStore.open_existing(cfg.store)
 
 
-def live_sessions(store: Path) -> list[LiveSession]:
-    """Every session folder under ``<store>/sessions``, sorted by id."""
-    base = store / "sessions"
-    if not base.is_dir():
+def live_sessions(store: FileSessionStore | None) -> list[LiveSession]:
+    """Every session of the live store, sorted by id ([] without a store)."""
+    if store is None:
         return []
-    return [s for d in sorted(base.iterdir()) if (s := live_session(d)) is not None]
-
-
-def live_session(d: Path) -> LiveSession | None:
-    """The session in folder ``d`` (``None`` when it is not a folder any more)."""
-    try:
-        names = [e for e in os.scandir(d) if e.is_file() and not e.name.startswith(".")]
-        stats = {e.name: e.stat() for e in names}
-        dir_mtime = d.stat().st_mtime
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    mtime = {n: datetime.fromtimestamp(st.st_mtime, timezone.utc) for n, st in stats.items()}
-    arch = [n for n in stats if n.startswith("archive")]
-    last = max(mtime.values(), default=datetime.fromtimestamp(dir_mtime, timezone.utc))
-    if "state.json" in stats:
-        try:
-            lc = json.loads((d / "state.json").read_text(encoding="utf-8")).get(
-                "last_compaction_at")
-            if lc:
-                last = max(last, parse_iso(lc))
-        except (ValueError, OSError):
-            pass
-    return LiveSession(
-        session_id=d.name.replace("__", "/"), dir=d,
-        bytes=sum(st.st_size for st in stats.values()), last_active=last,
-        first_seen=min((mtime[n] for n in arch), default=last),
-        marked=MARK_FILE in stats,
-        empty=not any(st.st_size > 0 for n, st in stats.items() if n != MARK_FILE))
+    return [s for sid in store.sessions() if (s := store.stat(sid)) is not None]
 
 
 @dataclass
@@ -152,13 +92,16 @@ class SessionView:
 
     Attributes:
         session_id: the id.
-        live: its live store folder, if any.
+        live: its live store facts, if it is in the live store.
         entry: its archive entry, if any.
         age_days: days since its last activity.
         importance: its score (live: from its messages; archived: from the entry, with
             today's ``marked`` patterns and threshold applied).
         tier: where it is now (``FULL`` in the live store only, else the entry's tier).
-        due: the tier its age and importance call for.
+        due: the tier its age and importance call for (``FULL`` for a busy session).
+        loaded: the live session's content (None: archived only, or busy).
+        busy: a live session whose store lock a writer held longer than the views
+            waited: not read, left for a later run.
     """
 
     session_id: str
@@ -169,11 +112,16 @@ class SessionView:
     tier: Tier
     due: Tier
     loaded: Loaded | None = field(default=None, repr=False)
+    busy: bool = False
 
 
-def load_live(s: LiveSession, counter: TokenCounter) -> Loaded:
-    """Read and profile a live session."""
-    payload, state = s.read()
+def load_live(store: FileSessionStore, session_id: str, counter: TokenCounter) -> Loaded:
+    """Read (call under the session's store lock) and profile a live session.
+
+    Raises:
+        ValueError, KeyError, OSError, EOFError: its archive cannot be read as a history.
+    """
+    payload, state = store.export(session_id)
     msgs = messages_from_payload(payload)
     return Loaded(payload, sha256(payload), state, msgs, profile(msgs, counter))
 
@@ -188,17 +136,31 @@ def entry_importance(e: Entry, cfg: MaintenanceConfig) -> Importance:
                       dict(imp.get("signals", {})))
 
 
-def views(cfg: MaintenanceConfig, now: datetime, counter: TokenCounter) -> list[SessionView]:
-    """Every session in the live store or the archive, sorted by id."""
+def views(cfg: MaintenanceConfig, now: datetime, counter: TokenCounter,
+          store: FileSessionStore | None = None, *,
+          lock_timeout_s: float = 5.0) -> list[SessionView]:
+    """Every session in the live store or the archive, sorted by id. Each live session is
+    read under its store lock (``store``: the store to use, default :func:`open_store`);
+    one a writer holds longer than ``lock_timeout_s`` seconds is ``busy``."""
     arch = entries(cfg.archive_root)
     out: dict[str, SessionView] = {}
-    for s in live_sessions(cfg.store):
+    store = store if store is not None else open_store(cfg)
+    for s in live_sessions(store):
         if s.empty:
             continue
-        loaded = load_live(s, counter)
+        assert store is not None
+        age = age_days(now, s.last_active)
+        try:
+            with store.lock_within(s.session_id, lock_timeout_s):
+                loaded = load_live(store, s.session_id, counter)
+        except TimeoutError:
+            out[s.session_id] = SessionView(
+                s.session_id, s, arch.get(s.session_id), age,
+                Importance(1.0 if s.marked else 0.0, s.marked, s.marked, {}), Tier.FULL,
+                Tier.FULL, None, busy=True)
+            continue
         imp = importance(loaded.profile, cfg.importance, marked=s.marked,
                          session_id=s.session_id)
-        age = age_days(now, s.last_active)
         out[s.session_id] = SessionView(s.session_id, s, arch.get(s.session_id), age, imp,
                                         Tier.FULL, due_tier(age, imp.important, cfg.tiers,
                                                             cfg.importance), loaded)
@@ -239,13 +201,12 @@ def sizes(cfg: MaintenanceConfig) -> dict[str, int]:
     ledger_bytes = sum(p.stat().st_size for p in seg_files if p.exists())
     if ledger.exists():
         ledger_bytes += ledger.stat().st_size
-    store_b, _ = tree_bytes(cfg.store / "sessions")
+    store = open_store(cfg)
+    store_b, n_live = store.usage() if store is not None else (0, 0)
     arch_b, _ = tree_bytes(cfg.archive_root, skip=(cfg.archive_root / ".trash",))
     n_entries = sum(1 for _ in cfg.archive_root.glob("[0-9]*/[0-9]*/*.json")) \
         if cfg.archive_root.is_dir() else 0
-    base = cfg.store / "sessions"
     return {"ledger_bytes": ledger_bytes, "store_bytes": store_b, "archive_bytes": arch_b,
             "sessions_bytes": store_b + arch_b,
             "ledger_segments": len(listing.segments) + (1 if ledger.exists() else 0),
-            "archive_entries": n_entries,
-            "live_sessions": sum(1 for p in base.iterdir() if p.is_dir()) if base.is_dir() else 0}
+            "archive_entries": n_entries, "live_sessions": n_live}

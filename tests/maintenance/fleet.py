@@ -19,7 +19,7 @@ from compactor.ledger import Ledger
 NOW = datetime(2025, 6, 1, tzinfo=timezone.utc)
 NOW_ISO = "2025-06-01T00:00:00Z"
 SPAN_DAYS = 400
-MARK_EVERY = 9          # every 9th session carries an IMPORTANT file
+MARK_EVERY = 9          # every 9th session is marked important (store.mark)
 
 
 def load_content(shared: Path, n_tau: int,
@@ -75,11 +75,10 @@ def build_fleet(root: Path, shared: Path, n_tau: int = 200, n_locomo: int = 5) -
                                    "compaction_count": 1 + i % 5,
                                    "last_compaction_at": when.isoformat(timespec="milliseconds"),
                                    "next_ordinal": len(msgs), "archived_ranges": [[0, half]]})
-        d = store.session_dir(sid)
         marked = i % MARK_EVERY == 4
         if marked:
-            (d / "IMPORTANT").write_text("marked by the fleet builder\n")
-        set_age(d, when)
+            store.mark(sid)
+        set_age(store.session_dir(sid), when)
         manifest[sid] = {"age_days": age, "marked": marked,
                          "messages": [canonical_json(m) for m in msgs]}
     write_ledger(root / "ledger" / "ledger.jsonl", last=NOW - timedelta(hours=3))

@@ -1,0 +1,136 @@
+"""Only the session store knows its layout: no module under compactor/ but _store.py names
+its files or folders, and maintenance archives and puts back sessions whose ids hold `/`,
+look alike, or are long enough to be hashed, byte-identical, through the store's API."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+from fleet import small_store
+from maintenance_support import REPO, cli, run_proc, site_args
+from compactor._store import SessionStore, canonical_json
+from compactor.maintenance import entries
+
+#: File and folder names of the store's layout (see the docstring of compactor/_store.py).
+LAYOUT_NAMES = {"sessions", "archive.jsonl", "state.json", "IMPORTANT", ".lock", "id"}
+LAYOUT_PARTS = ("archive.jsonl", "state.json", "archive-")
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """ids of the string nodes that are docstrings (prose may name the layout)."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                out.add(id(body[0].value))
+    return out
+
+
+def layout_uses(source: str) -> list[str]:
+    """Places in ``source`` that know the store's layout: a string literal naming one of
+    its files, a path join (``/``, ``joinpath``, ``os.path.join``) with one of its names,
+    or the old id-to-folder mapping ``.replace("/", "__")``."""
+    tree = ast.parse(source)
+    docs = _docstrings(tree)
+    found = []
+
+    def is_name(node: ast.AST) -> bool:
+        return isinstance(node, ast.Constant) and node.value in LAYOUT_NAMES
+
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and id(node) not in docs and any(p in node.value for p in LAYOUT_PARTS):
+            found.append(f"{line}: literal {node.value!r}")
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and is_name(node.right):
+            found.append(f"{line}: path / {node.right.value!r}")  # type: ignore[attr-defined]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            args = [a.value for a in node.args if isinstance(a, ast.Constant)]
+            if node.func.attr in ("joinpath", "join") and any(is_name(a) for a in node.args):
+                found.append(f"{line}: {node.func.attr}(... {args!r})")
+            elif node.func.attr == "replace" and args == ["/", "__"]:
+                found.append(f"{line}: .replace('/', '__')")
+    return found
+
+
+def test_the_layout_check_catches_each_form():
+    """The checker flags each way a module could know the layout, and not prose."""
+    bad = '''
+import os
+def f(root, sid):
+    """Reads archive.jsonl and state.json (prose is fine)."""
+    a = root / "sessions" / sid.replace("/", "__")
+    b = os.path.join(a, "IMPORTANT")
+    c = a.joinpath(".lock")
+    return [a / "state.json", sorted(a.glob("archive-*.jsonl.gz")), "x/archive.jsonl", b, c]
+'''
+    assert sorted(layout_uses(bad)) == sorted([
+        "5: path / 'sessions'", "5: .replace('/', '__')", "6: join(... ['IMPORTANT'])",
+        "7: joinpath(... ['.lock'])", "8: path / 'state.json'", "8: literal 'state.json'",
+        "8: literal 'archive-*.jsonl.gz'", "8: literal 'x/archive.jsonl'"])
+    assert layout_uses('def g():\n    """sessions/<name>/state.json"""\n    return 1\n') == []
+
+
+def test_no_module_but_the_store_knows_its_layout():
+    """No module under compactor/ other than _store.py names the store's files or
+    folders or maps ids to folder names itself."""
+    pkg = REPO / "compactor"
+    offenders = {}
+    for f in sorted(pkg.rglob("*.py")):
+        if f == pkg / "_store.py":
+            continue
+        uses = layout_uses(f.read_text(encoding="utf-8"))
+        if uses:
+            offenders[str(f.relative_to(REPO))] = uses
+    assert offenders == {}
+
+
+LONG_ID = "org/team/" + "x" * 192          # 201 characters: stored under a hashed name
+
+
+def test_maintain_archives_and_puts_back_ids_with_slashes_and_long_ids(tmp_path):
+    """`maintain --run` archives sessions whose ids hold `/`, look alike once `/` is
+    written `__`, or are 201 characters long, each to its own entry; `archive restore`
+    gives each back byte-identical; `--to-store` puts one back with its state, and
+    `sessions restore` (a real subprocess) reads it and a live `/` session."""
+    ids = {"tenant/alice": 200, "tenant__alice": 200, LONG_ID: 200, "tenant/bob": 1}
+    store = SessionStore(tmp_path / "store")
+    store.save_state("tenant/alice", {"compaction_count": 2, "summary": "rebooked"})
+    sent = small_store(tmp_path, ids)         # ages every session's files
+    assert cli(site_args(tmp_path, "maintain", "--run"))[0] == 0
+
+    assert SessionStore(tmp_path / "store").sessions() == ["tenant/bob"]
+    arch = entries(tmp_path / "store" / "archive")
+    assert sorted(arch) == sorted(["tenant/alice", "tenant__alice", LONG_ID])
+    assert len({e.path for e in arch.values()}) == 3
+    for sid in arch:
+        out = tmp_path / "out.json"
+        assert cli(site_args(tmp_path, "archive", "restore", sid, "--out", str(out)))[0] == 0
+        got = json.loads(out.read_text(encoding="utf-8"))
+        assert [canonical_json(m) for m in got] == [canonical_json(m) for m in sent[sid]], sid
+
+    for sid in ("tenant/alice", LONG_ID):
+        assert cli(site_args(tmp_path, "archive", "restore", sid, "--to-store"))[0] == 0
+    live = SessionStore(tmp_path / "store")
+    assert live.sessions() == sorted(["tenant/alice", LONG_ID, "tenant/bob"])
+    assert live.load_state("tenant/alice")["compaction_count"] == 2
+    assert live.load_state(LONG_ID) is None
+    for sid in ("tenant/alice", LONG_ID, "tenant/bob"):
+        p = run_proc(["sessions", "restore", sid, "--store", str(tmp_path / "store")])
+        assert p.returncode == 0, p.stderr
+        got = json.loads(p.stdout)
+        assert [canonical_json(m) for m in got] == [canonical_json(m) for m in sent[sid]], sid
+
+
+def test_mark_goes_through_the_store_for_an_id_with_a_slash(tmp_path):
+    """`archive mark` of a live session whose id holds `/` marks it in the store, and the
+    next run archives it as important (its score is 1)."""
+    small_store(tmp_path, {"tenant/carol": 40})
+    assert cli(site_args(tmp_path, "archive", "mark", "tenant/carol"))[0] == 0
+    assert SessionStore(tmp_path / "store").stat("tenant/carol").marked
+    assert cli(site_args(tmp_path, "maintain", "--run"))[0] == 0
+    imp = entries(tmp_path / "store" / "archive")["tenant/carol"].data["importance"]
+    assert imp["marked"] and imp["score"] == 1.0
