@@ -184,6 +184,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _open_store(root: str) -> SessionStore:
     """``SessionStore(root)``, or a one-line error naming ``--store`` and the fix."""
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise CompactorError(f"--store {root}: is a file, not a folder; fix: pass the session "
+                             "store's folder (or a path where one may be created)")
     try:
         return SessionStore(root)
     except OSError as e:
