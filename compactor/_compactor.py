@@ -28,10 +28,11 @@ from ._facts import missing
 from ._format import SUMMARY_CLOSE, SUMMARY_OPEN, Format, detect_format, text_of
 from ._plan import Plan, PlanConfig, apply, plan, summary_message
 from ._prices import DEFAULT_PRICES, price_usage
-from ._session import (Resolution, SessionState, after_compaction, commit, nodes_for, resolve,
+from ._session import (HistoryRewriteError, Resolution, SessionState, after_compaction, commit, nodes_for, resolve,
                        view_resolution)
 from ._sink import LedgerSink, NullSink
-from ._store import ArchiveNode, SessionStoreProtocol, StateConflictError, content_hash
+from ._store import (ArchiveNode, SessionStoreProtocol, StateConflictError, content_hash,
+                     encode_session_id)
 from ._summary import (ExtractiveSummarizer, Summarizer, SummaryRequest, add_missing_facts,
                        must_keep_items)
 from ._tokens import (Tier, TokenCounter, WindowConfig, default_counter, message_tokens,
@@ -238,8 +239,13 @@ class MessageCompactor:
 
     # ------------------------------------------------------------------ sessions
     async def _session(self, session_id: str | None) -> _Live:
-        """The in-memory session (loaded from the store on first use, off the loop)."""
-        key = session_id or "default"
+        """The in-memory session (loaded from the store on first use, off the loop).
+
+        Raises:
+            ConfigError: an id that cannot name a session (empty, ``.``, ``..``, NUL).
+        """
+        key = _key(session_id)
+        encode_session_id(key)
         live = self._live.get(key)
         if live is not None:
             self._live.move_to_end(key)
@@ -274,9 +280,9 @@ class MessageCompactor:
         """A session's state, for inspection (``compaction_count``, ``summary``, ``view``,
         ``branch``...): the one in memory, else read from the store (blocking), else new.
         Do not change it."""
-        live = self._live.get(session_id or "default")
+        live = self._live.get(_key(session_id))
         if live is None:
-            return self._load(session_id or "default")
+            return self._load(_key(session_id))
         live.materialize()
         return live.state
 
@@ -324,6 +330,29 @@ class MessageCompactor:
         except BaseException:
             live.forget()
             raise
+
+    async def _read_current(self, live: _Live, messages: Sequence[Mapping[str, Any]],
+                            f: Format) -> tuple[Resolution, bool]:
+        """:meth:`_read`, and with a store, when the call reads as a rewrite of the
+        history, first make sure it is not this process that is behind: if another worker
+        saved the session since, reload its state and read the call again."""
+        err: HistoryRewriteError | None = None
+        try:
+            r, reuse = await self._read(live, messages, f)
+            if self.store is None or (r.fork is None and not r.reset):
+                return r, reuse
+        except HistoryRewriteError as e:
+            if self.store is None:
+                raise
+            err = e
+        store, sid = self.store, live.state.session_id
+        disk = await asyncio.to_thread(store.load_state, sid)
+        if int((disk or {}).get("version", 0)) == live.state.version:
+            if err is not None:
+                raise err
+            return r, reuse
+        await self._reload(live)
+        return await self._read(live, messages, f)
 
     def _read_sync(self, live: _Live, messages: Sequence[Mapping[str, Any]], f: Format,
                    inplace: bool = False) -> tuple[Resolution, bool]:
@@ -440,7 +469,8 @@ class MessageCompactor:
                                       rule="empty_messages")
         f = fmt or detect_format(messages)
         usable = self.usable_window(model=model, tier=tier, window=window, max_tokens=max_tokens)
-        key = session_id or "default"
+        key = _key(session_id)
+        encode_session_id(key)
         live = self._live.get(key) or _Live(self._load(key))
         r, reuse = self._read_sync(live, messages, f)
         if reuse and len(live.counts) <= len(r.work):
@@ -486,12 +516,12 @@ class MessageCompactor:
                                       rule="empty_messages")
         usable = self.usable_window(model=model, tier=tier, window=window, max_tokens=max_tokens)
         f = fmt or detect_format(messages)
-        live = self._live.get(session_id or "default")
+        live = self._live.get(_key(session_id))
         if live is None:
             live = await self._session(session_id)
         async with live.lock:
             for attempt in range(STATE_RETRIES):
-                r, reuse = await self._read(live, messages, f)
+                r, reuse = await self._read_current(live, messages, f)
                 live.prev_res = r
                 try:
                     if (self.store is not None and r.new) or r.fork is not None or r.reset:
@@ -740,6 +770,11 @@ def _request(span: Sequence[Mapping[str, Any]], f: Format, prev: str | None, bud
     if "checkpoint" in fields:
         kw.update(checkpoint=checkpoint, ordinals=tuple(ordinals), out=out)
     return SummaryRequest(span, f, prev, budget, counter, **kw)
+
+
+def _key(session_id: str | None) -> str:
+    """The session key: ``None`` is the default session."""
+    return "default" if session_id is None else session_id
 
 
 def _hash_all(msgs: Sequence[Mapping[str, Any]], first: int = 0) -> list[str]:
