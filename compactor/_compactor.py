@@ -28,6 +28,7 @@ from ._facts import missing
 from ._format import SUMMARY_CLOSE, SUMMARY_OPEN, Format, detect_format, text_of
 from ._plan import Plan, PlanConfig, apply, plan, summary_message
 from ._prices import DEFAULT_PRICES, price_usage
+from ._redact import redact
 from ._session import (HistoryRewriteError, Resolution, SessionState, after_compaction, commit, nodes_for, resolve,
                        view_resolution)
 from ._sink import LedgerSink, NullSink
@@ -35,11 +36,10 @@ from ._store import (ArchiveNode, SessionStoreProtocol, StateConflictError, cont
                      encode_session_id)
 from ._summary import (ExtractiveSummarizer, Summarizer, SummaryRequest, add_missing_facts,
                        must_keep_items)
-from ._tokens import (Tier, TokenCounter, WindowConfig, default_counter, message_tokens,
-                      system_tokens, tools_tokens)
+from ._tokens import (Tier, TokenCounter, WindowConfig, check_tokens, default_counter,
+                      message_tokens, system_tokens, tools_tokens, usable_tokens)
 from ._units import PinPredicate, group_units
 from ._validate import PAIRING_RULES, raise_for, validate
-from .ledger._codec import mask_secrets
 
 log = logging.getLogger("compactor")
 
@@ -197,9 +197,9 @@ class MessageCompactor:
                  agent_id: str | None = None, store: SessionStoreProtocol | None = None,
                  prices: Mapping[str, tuple[float, float]] | None = None,
                  max_sessions: int = DEFAULT_MAX_SESSIONS) -> None:
-        self.window = None if window is None else _tokens_arg("window", window)
-        self.reserve_output_tokens = _tokens_arg("reserve_output_tokens",
-                                                 reserve_output_tokens, zero=True)
+        self.window = None if window is None else check_tokens("window", window)
+        self.reserve_output_tokens = check_tokens("reserve_output_tokens",
+                                                  reserve_output_tokens, allow_zero=True)
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ConfigError("max_concurrency must be an integer >= 1", field="max_concurrency")
         if not isinstance(max_sessions, int) or max_sessions < 1:
@@ -296,17 +296,9 @@ class MessageCompactor:
                 reserve leaves no room.
         """
         if window is not None:
-            window = _tokens_arg("window", window)
-        if max_tokens is not None:
-            max_tokens = _tokens_arg("max_tokens", max_tokens, zero=True)
+            window = check_tokens("window", window)
         w = window or self.window or self.windows.window_for(model, tier)
-        reserve = self.reserve_output_tokens if max_tokens is None else max_tokens
-        usable = w - reserve
-        if usable <= 0:
-            raise ConfigError(f"max_tokens ({reserve}) leaves no room in a {w}-token window; "
-                              "fix: lower max_tokens or use a larger window/tier",
-                              field="max_tokens")
-        return usable
+        return usable_tokens(w, self.reserve_output_tokens if max_tokens is None else max_tokens)
 
     def count_request(self, messages: Sequence[Mapping[str, Any]], *, system: Any = None,
                       tools: Sequence[Mapping[str, Any]] | None = None,
@@ -675,22 +667,22 @@ class MessageCompactor:
             text = await self._chunked(self.summarizer, req)
             return self._check(text, req), name
         except Exception as e:  # any failure falls back; it never becomes content
-            log.warning("summarizer %s failed (%s); falling back", name, mask_secrets(str(e)))
+            log.warning("summarizer %s failed (%s); falling back", name, redact(str(e)))
             fb = getattr(self.fallback, "name", type(self.fallback).__name__)
             await self._emit("summarizer_fallback", {
                 "session_id": session_id, "agent_id": self.agent_id, "model": model,
                 "summarizer": name, "fallback": fb,
-                "error": mask_secrets(f"{type(e).__name__}: {e}")[:500]})
+                "error": redact(f"{type(e).__name__}: {e}")[:500]})
             try:
                 text = await self._chunked(self.fallback, req)
                 return self._check(text, req), fb
             except Exception as e2:
                 log.error("fallback summarizer %s failed too (%s); inserting a notice", fb,
-                          mask_secrets(str(e2)))
+                          redact(str(e2)))
                 await self._emit("summarizer_fallback", {
                     "session_id": session_id, "agent_id": self.agent_id, "model": model,
                     "summarizer": fb, "fallback": "notice",
-                    "error": mask_secrets(f"{type(e2).__name__}: {e2}")[:500]})
+                    "error": redact(f"{type(e2).__name__}: {e2}")[:500]})
                 return notice_summary(req), "notice"
 
     def _check(self, text: Any, req: SummaryRequest) -> str:
@@ -792,18 +784,6 @@ def _hash_all(msgs: Sequence[Mapping[str, Any]], first: int = 0) -> list[str]:
                                       "plain dicts, lists, strings and numbers",
                                       index=i, rule="not_json") from None
     return out
-
-
-def _tokens_arg(name: str, value: Any, *, zero: bool = False) -> int:
-    """``value`` as a token count: an int (not a bool) > 0 (>= 0 with ``zero``).
-
-    Raises:
-        ConfigError: naming ``name`` and the fix.
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if zero else 1):
-        raise ConfigError(f"{name} must be a whole number of tokens {'>= 0' if zero else '> 0'},"
-                          f" got {value!r}; fix: e.g. {name}=8000", field=name)
-    return value
 
 
 def _ranges(ordinals: Sequence[int]) -> list[list[int]]:
