@@ -276,6 +276,10 @@ class MessageCompactor:
             if not self._live[key].lock.locked():
                 del self._live[key]
 
+    def session_state_count(self) -> int:
+        """How many sessions are in memory (at most ``max_sessions`` when none is busy)."""
+        return len(self._live)
+
     def session(self, session_id: str | None) -> SessionState:
         """A session's state, for inspection (``compaction_count``, ``summary``, ``view``,
         ``branch``...): the one in memory, else read from the store (blocking), else new.

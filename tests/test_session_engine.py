@@ -307,3 +307,20 @@ def test_two_processes_on_one_store_converge(tmp_path):
         lines = [json.loads(x) for x in
                  (store.session_dir(c["id"]) / "archive.jsonl").read_text().splitlines()]
         assert len([x for x in lines if "message" in x]) == len(c["messages"])
+
+
+async def test_sessions_in_memory_are_bounded_and_reload_from_the_store(tmp_path):
+    """With max_sessions=2, a third session evicts the least recently used one; its next
+    call reloads the state from the store and its restore is still exact."""
+    store = SessionStore(tmp_path)
+    comp = MessageCompactor(counter=HeuristicCounter(), window=2500, store=store, max_sessions=2)
+    sent = {sid: anthropic_session(10) for sid in ("a", "b", "c")}
+    for sid, h in sent.items():
+        r = await comp.compact_if_needed(h, session_id=sid)
+        assert r.compacted
+    assert comp.session_state_count() == 2
+    more = [a_text("later"), a_user("and then")]
+    r = await comp.compact_if_needed(sent["a"] + more, session_id="a")   # "a" was evicted
+    assert comp.session("a").compaction_count >= 1
+    assert canon(store.restore("a")) == canon(sent["a"] + more)
+    assert r.messages[0]["content"].startswith("<conversation_summary>")
