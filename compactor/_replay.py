@@ -450,18 +450,36 @@ def load_conversations(path: str | Path, fmt: str = "auto") -> list[Conversation
 
 
 def load_tools(path: str | Path | None) -> list[dict[str, Any]] | None:
-    """Tool schemas from a JSON list file (Anthropic or OpenAI format), or None."""
+    """Tool schemas from a JSON list file (Anthropic or OpenAI format), or None.
+
+    Raises:
+        ConfigError: the file cannot be read, is not UTF-8 JSON, or is not a list of
+            objects (the message names ``--tools``, the file and the fix).
+    """
     if path is None:
         return None
     p = Path(path)
+    fix = "fix: pass a JSON list of tool schemas ({name, input_schema} or {type, function})"
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"--tools {p}: cannot read a JSON list of tool schemas ({e})",
-                          field="tools", source=str(p)) from e
-    if not isinstance(data, list):
-        raise ConfigError(f"--tools {p}: expected a JSON list of tool schemas", field="tools",
-                          source=str(p))
+        data = _parse(_decode(p.read_bytes()))
+    except OSError as e:
+        raise ConfigError(f"--tools {p}: cannot be read ({e.strerror or e}); {fix}",
+                          field="tools", source=str(p)) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"--tools {p}: not UTF-8 (byte offset {e.start}); {fix}",
+                          field="tools", source=str(p)) from None
+    except ValueError as e:
+        msg = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+        raise ConfigError(f"--tools {p}: not JSON ({msg}); {fix}", field="tools",
+                          source=str(p)) from None
+    if not isinstance(data, list) or not all(isinstance(t, dict) for t in data):
+        raise ConfigError(f"--tools {p}: holds {_kind(data)}, not a list of tool schema "
+                          f"objects; {fix}", field="tools", source=str(p))
+    try:
+        _check_value("tools", data)
+    except _Bad as b:
+        raise ConfigError(f"--tools {p}: {b.detail}; fix: {b.fix}", field="tools",
+                          source=str(p)) from None
     return data
 
 
@@ -483,8 +501,8 @@ def parse_window(value: str) -> tuple[int | None, float | None]:
             raise ValueError
         return n, None
     except ValueError:
-        raise ConfigError(f"--window {value!r}: expected tokens (e.g. 4000, 8k) or a share of "
-                          "each conversation (e.g. 25%)", field="window") from None
+        raise ConfigError(f"--window {value!r}: expected tokens or a share of each "
+                          "conversation; fix: e.g. 4000, 8k or 25%", field="window") from None
 
 
 @dataclass

@@ -113,10 +113,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     require("langchain_core", extra="bench", what="compactor bench")
     if not args.no_charts:
         require("matplotlib", extra="bench", what="the bench charts (or pass --no-charts)")
+    datasets = load_datasets(config.data)   # bad --data: its one line before any other
     llm, note = (None, "skipped: --no-llm") if args.no_llm else llm_from_env()
     if "ours+llm" in config.strategies:
         console.print(f"[dim]{note}[/]")
-    datasets = load_datasets(config.data)
     for d in datasets:
         lim = config.limits.get(d.name, config.limit)
         if lim is not None:

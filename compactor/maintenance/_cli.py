@@ -37,6 +37,7 @@ from compactor.maintenance._maintain import (
     mark,
     restore_to_store,
 )
+from compactor.maintenance._profile import Tier
 from compactor.maintenance._scan import age_days
 from compactor.maintenance._schedule import cron, systemd
 
@@ -85,7 +86,7 @@ def add_maintenance_commands(sub: Any) -> None:
     a = sub.add_parser("archive", help="list, show, add, restore and mark archived sessions")
     asub = a.add_subparsers(dest="archive_command", required=True)
     ls = asub.add_parser("list", parents=[common], help="one line per archived session")
-    ls.add_argument("--tier", help="only this tier")
+    ls.add_argument("--tier", choices=[t.value for t in Tier], help="only this tier")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=_archive_list)
     sh = asub.add_parser("show", parents=[common], help="an entry: tier, form, metadata")
