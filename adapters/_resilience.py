@@ -33,7 +33,8 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar
 from tenacity import (AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt,
                       stop_before_delay, wait_random_exponential)
 
-from compactor._compactor import SUMMARY_SLACK_TOKENS, MessageCompactor
+from compactor._compactor import MessageCompactor
+from compactor._summarizing import SUMMARY_SLACK_TOKENS, check_summary, input_tokens  # noqa: F401
 from compactor._errors import ConfigError, SummarizerError
 from compactor._format import text_of
 from compactor._redact import redact
@@ -223,31 +224,6 @@ def _fields(context: CallContext, exc: BaseException | None,
         "retry_after_s": getattr(exc, "retry_after_s", None), **extra,
         "error": redact(f"{type(exc).__name__}: {exc}", *context.secrets)[:500],
     }
-
-
-def input_tokens(req: SummaryRequest) -> int:
-    """Tokens of what a summary replaces: the span's text, the previous summary and any
-    partial summaries, by ``req.counter``."""
-    c = req.counter
-    return (sum(c.count(text_of(m)) for m in req.messages) + c.count(req.previous_summary or "")
-            + sum(c.count(p) for p in req.partials))
-
-
-def check_summary(text: Any, req: SummaryRequest) -> str:
-    """``text`` stripped, when it is a usable summary of ``req``.
-
-    Raises:
-        SummarizerError: empty or not text, or longer than its input (by more than the
-            compactor's slack, ``SUMMARY_SLACK_TOKENS``).
-    """
-    if not isinstance(text, str) or not text.strip():
-        raise SummarizerError("empty or non-text summary")
-    text = text.strip()
-    src = input_tokens(req)
-    n = req.counter.count(text)
-    if src and n > src + SUMMARY_SLACK_TOKENS:
-        raise SummarizerError(f"summary ({n} tokens) is longer than its input ({src} tokens)")
-    return text
 
 
 def _name(s: Summarizer) -> str:

@@ -34,6 +34,7 @@ from ._session import (HistoryRewriteError, Resolution, SessionState, after_comp
 from ._sink import LedgerSink, NullSink
 from ._store import (ArchiveNode, SessionStoreProtocol, StateConflictError, content_hash,
                      encode_session_id)
+from ._summarizing import SUMMARY_SLACK_TOKENS, SummaryRunner, notice_summary
 from ._summary import (ExtractiveSummarizer, Summarizer, SummaryRequest, add_missing_facts,
                        must_keep_items)
 from ._tokens import (Tier, TokenCounter, WindowConfig, check_tokens, default_counter,
@@ -43,9 +44,6 @@ from ._validate import PAIRING_RULES, raise_for, validate
 
 log = logging.getLogger("compactor")
 
-#: A summary may exceed its input by this many tokens (its headings) before it counts as
-#: "longer than its input", which is a failure.
-SUMMARY_SLACK_TOKENS = 48
 #: Hash or count more new messages than this in a thread, off the event loop.
 OFF_LOOP_MESSAGES = 64
 #: Sessions kept in memory by default (least recently used evicted; state reloads from
@@ -221,6 +219,7 @@ class MessageCompactor:
         self.max_sessions = max_sessions
         self._live: OrderedDict[str, _Live] = OrderedDict()
         self._emit_lock = threading.Lock()
+        self._summaries = SummaryRunner(self)
 
     @classmethod
     def from_config(cls, config: Any = None, **overrides: Any) -> "MessageCompactor":
@@ -275,6 +274,13 @@ class MessageCompactor:
                 break
             if not self._live[key].lock.locked():
                 del self._live[key]
+
+    def forget_session(self, session_id: str | None) -> None:
+        """Drop a session from memory (its store, if any, keeps everything; the next call
+        reloads it)."""
+        live = self._live.get(_key(session_id))
+        if live is not None and not live.lock.locked():
+            del self._live[_key(session_id)]
 
     def session_state_count(self) -> int:
         """How many sessions are in memory (at most ``max_sessions`` when none is busy)."""
@@ -423,7 +429,7 @@ class MessageCompactor:
                 "state_reset": r.reset, "messages_new": len(r.new),
                 "branch_length": len(s.branch)})
 
-    async def _counts(self, live: _Live, r: Resolution, reuse: bool, f: Format) -> list[int]:
+    async def _count_work(self, live: _Live, r: Resolution, reuse: bool, f: Format) -> list[int]:
         """Per-message counts of ``r.work``: the cached counts plus the new messages' when
         the call extends the last one, else all of them (off the loop when many)."""
         if reuse and len(live.counts) <= len(r.work):
@@ -530,7 +536,7 @@ class MessageCompactor:
                         live.total += sum(more)
                         counts = live.counts
                     else:
-                        counts = await self._counts(live, r, reuse, f)
+                        counts = await self._count_work(live, r, reuse, f)
                 except BaseException:
                     live.forget()
                     raise
@@ -583,7 +589,8 @@ class MessageCompactor:
             req = _request(span, f, prev, p.summary_budget, self.counter, session_id,
                            kept_text, usage, s.checkpoint, [r.ordinals[i] for i in span_idx],
                            extra)
-            summary, used_name = await self._summarize(req, session_id, model)
+            summary, used_name = await self._summaries.run(req, session_id=session_id,
+                                                           model=model, agent_id=self.agent_id)
             items = must_keep_items(span, prev)
             summary, present = add_missing_facts(summary, items, kept_text, p.summary_budget,
                                                  self.counter)
@@ -663,99 +670,6 @@ class MessageCompactor:
 
         await asyncio.to_thread(emit)
 
-    async def _summarize(self, req: SummaryRequest, session_id: str | None,
-                         model: str | None) -> tuple[str, str]:
-        """Run the primary summarizer (chunked if needed); on failure, the fallback."""
-        name = getattr(self.summarizer, "name", type(self.summarizer).__name__)
-        try:
-            text = await self._chunked(self.summarizer, req)
-            return self._check(text, req), name
-        except Exception as e:  # any failure falls back; it never becomes content
-            log.warning("summarizer %s failed (%s); falling back", name, redact(str(e)))
-            fb = getattr(self.fallback, "name", type(self.fallback).__name__)
-            await self._emit("summarizer_fallback", {
-                "session_id": session_id, "agent_id": self.agent_id, "model": model,
-                "summarizer": name, "fallback": fb,
-                "error": redact(f"{type(e).__name__}: {e}")[:500]})
-            try:
-                text = await self._chunked(self.fallback, req)
-                return self._check(text, req), fb
-            except Exception as e2:
-                log.error("fallback summarizer %s failed too (%s); inserting a notice", fb,
-                          redact(str(e2)))
-                await self._emit("summarizer_fallback", {
-                    "session_id": session_id, "agent_id": self.agent_id, "model": model,
-                    "summarizer": fb, "fallback": "notice",
-                    "error": redact(f"{type(e2).__name__}: {e2}")[:500]})
-                return notice_summary(req), "notice"
-
-    def _check(self, text: Any, req: SummaryRequest) -> str:
-        """The one summary check: non-empty text, no longer than its input, fitting its
-        budget (an over-budget one is cut at a line boundary).
-
-        Raises:
-            SummarizerError: empty, non-text, longer than its input, or nothing fits.
-        """
-        if not isinstance(text, str) or not text.strip():
-            raise SummarizerError("empty or non-text summary")
-        text = text.replace(SUMMARY_OPEN, "").replace(SUMMARY_CLOSE, "").strip()
-        src = sum(self.counter.count(text_of(m)) for m in req.messages) + \
-            self.counter.count(req.previous_summary or "") + sum(self.counter.count(p) for p in req.partials)
-        n = self.counter.count(text)
-        if src and n > src + SUMMARY_SLACK_TOKENS:
-            raise SummarizerError(f"summary ({n} tokens) is longer than its input ({src} tokens)")
-        if n > req.max_tokens:
-            lines = text.splitlines()
-            while lines and self.counter.count("\n".join(lines)) > req.max_tokens:
-                lines.pop()
-            text = "\n".join(lines).strip()
-            if not text:
-                raise SummarizerError(f"summary ({n} tokens) does not fit its budget "
-                                      f"({req.max_tokens} tokens)")
-        return text
-
-    async def _call(self, summarizer: Summarizer, req: SummaryRequest) -> str:
-        """One summarizer call; a summarizer that offers ``summarize_sync`` (CPU-bound,
-        like the offline one) runs in a thread so the event loop keeps serving others."""
-        sync = getattr(summarizer, "summarize_sync", None)
-        if callable(sync):
-            return await asyncio.to_thread(sync, req)
-        return await summarizer.summarize(req)
-
-    async def _chunked(self, summarizer: Summarizer, req: SummaryRequest) -> str:
-        """Split a span larger than ``summarizer.input_window`` on unit boundaries,
-        summarize the chunks concurrently (at most ``max_concurrency`` at once), merge."""
-        limit = getattr(summarizer, "input_window", None)
-        if not limit:
-            return await self._call(summarizer, req)
-        counts = [message_tokens(m, req.fmt, self.counter) for m in req.messages]
-        prev = self.counter.count(req.previous_summary or "")
-        if sum(counts) + prev <= limit:
-            return await self._call(summarizer, req)
-        chunks: list[list[Mapping[str, Any]]] = [[]]
-        size = 0
-        for u in group_units(req.messages, req.fmt):
-            t = sum(counts[u.start:u.end])
-            if chunks[-1] and size + t > limit:
-                chunks.append([])
-                size = 0
-            chunks[-1].extend(req.messages[u.start:u.end])
-            size += t
-        sem = asyncio.Semaphore(self.max_concurrency)
-
-        async def one(part: list[Mapping[str, Any]]) -> str:
-            async with sem:
-                r = SummaryRequest(part, req.fmt, None, req.max_tokens, req.counter,
-                                   session_id=req.session_id, usage=req.usage)
-                return self._check(await self._call(summarizer, r), r)
-
-        partials = await asyncio.gather(*(one(c) for c in chunks))
-        merge = SummaryRequest((), req.fmt, req.previous_summary, req.max_tokens, req.counter,
-                               partials=tuple(partials), session_id=req.session_id,
-                               usage=req.usage)
-        return await self._call(summarizer, merge)
-
-
 def _request(span: Sequence[Mapping[str, Any]], f: Format, prev: str | None, budget: int,
              counter: TokenCounter, session_id: str | None, context: str,
              usage: list[dict[str, Any]], checkpoint: Mapping[str, Any] | None,
@@ -794,13 +708,6 @@ def _ranges(ordinals: Sequence[int]) -> list[list[int]]:
     from ._session import merge_ranges
 
     return merge_ranges([], ordinals)
-
-
-def notice_summary(req: SummaryRequest) -> str:
-    """The last resort when every summarizer failed: a notice that messages were removed
-    (they are in the archive); the must-keep check then adds the key facts it can."""
-    return (f"[{len(req.messages)} earlier messages were removed to fit the context window; "
-            "no summary could be produced. Ask to recall them if needed.]")
 
 
 def _summary_text(message: Mapping[str, Any]) -> str:

@@ -114,7 +114,7 @@ class TimedCompactor(_CountCache, MessageCompactor):
 
     def forget(self, session_id: str) -> None:
         """Drop a finished conversation's session state and cached counts (memory)."""
-        self._sessions.pop(session_id, None)
+        self.forget_session(session_id)
         self._counts.clear()
 
 
