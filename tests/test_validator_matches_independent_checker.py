@@ -107,3 +107,26 @@ def test_loopback_server_rejects_a_doubled_tool_result():
         r = httpx.post(server.url + "/v1/messages", json=ok, timeout=30,
                        headers={"x-api-key": "test-key", "anthropic-version": "2023-06-01"})
         assert r.status_code == 200 and len(server.violations) == 1
+
+
+def test_incremental_validation_from_any_start_agrees_with_the_checker():
+    """validate(start=k), which checks only what is new, finds nothing in a valid history
+    for every k (including a start inside a batch of tool messages), and for a history
+    whose second tool batch misses an answer it flags unanswered_call from every start
+    up to that batch, as the independent checker does on the whole list."""
+    head = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+    ok = [*head, *o_calls("f", "g"), {"role": "assistant", "content": "done"},
+          {"role": "user", "content": "more"}, *o_calls("h", "i", "j"),
+          {"role": "assistant", "content": "ok"}, {"role": "user", "content": "k"}]
+    assert openai_problems(ok) == []
+    for k in range(1, len(ok) + 1):
+        assert validate(ok, Format.OPENAI, start=k) == [], k
+    broken = ok[:9] + ok[10:]  # the batch opened at index 7 loses its answer to "i"
+    assert {b.rule for b in openai_problems(broken)} == {"unanswered_call"}
+    for k in range(1, 10):
+        assert "unanswered_call" in {v.rule for v in validate(broken, Format.OPENAI, start=k)}, k
+    a_ok = [a_user("hi"), *a_calls("a", "b"), a_text("x"), a_user("y"), *a_calls("c"),
+            a_user("z")]
+    assert anthropic_problems(a_ok) == []
+    for k in range(1, len(a_ok) + 1):
+        assert validate(a_ok, Format.ANTHROPIC, start=k) == [], k
