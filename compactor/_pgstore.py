@@ -179,6 +179,52 @@ def schema_version(conn: psycopg.Connection[Any]) -> int:
                             "compactor_schema_migrations").fetchone()[0])  # type: ignore[index]
 
 
+def _conn_kwargs(schema: str | None, connect_timeout_s: float) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"autocommit": True,
+                              "connect_timeout": max(1, round(connect_timeout_s))}
+    if schema is not None:
+        kwargs["options"] = f"-c search_path={_ident(schema)}"
+    return kwargs
+
+
+@contextmanager
+def connect(url: str, *, schema: str | None = None,
+            connect_timeout_s: float = CONNECT_TIMEOUT_S) -> Iterator[psycopg.Connection[Any]]:
+    """One autocommit connection to ``url`` (tables in ``schema`` when given), closed on
+    exit; connection failures and a URL libpq cannot read become one-line
+    :class:`ConfigError` s naming the URL (without its password) and the fix.
+
+    Raises:
+        ConfigError: see above.
+    """
+    where = display_url(url)
+    try:
+        conn = psycopg.connect(url, **_conn_kwargs(schema, connect_timeout_s))
+    except psycopg.OperationalError as e:
+        raise ConfigError(f"{where}: cannot connect ({_first_line(e)}); fix: start the "
+                          "server, or correct the URL (postgresql://USER@HOST:PORT/DBNAME)",
+                          field="store") from None
+    except psycopg.ProgrammingError as e:
+        raise ConfigError(f"{where}: {_first_line(e)}; fix: check the URL and its options",
+                          field="store") from None
+    with conn:
+        yield conn
+
+
+def migrate_url(url: str, *, schema: str | None = None,
+                target: int | None = None) -> tuple[list[int], int]:
+    """Apply the missing :data:`MIGRATIONS` (up to ``target``) to the database ``url``
+    names (what ``compactor store migrate`` runs). Returns ``(versions applied now, the
+    schema version after)``.
+
+    Raises:
+        ConfigError: the server cannot be reached, or its schema is newer than this module.
+    """
+    with connect(url, schema=schema) as conn:
+        applied = apply_migrations(conn, target=target, where=display_url(url))
+        return applied, schema_version(conn)
+
+
 def _current_schema(conn: psycopg.Connection[Any]) -> str:
     row = conn.execute("SELECT current_schema()").fetchone()
     if not row or row[0] is None:
@@ -221,31 +267,20 @@ class PostgresStore:
         if not 1 <= min_size <= max_size:
             raise ConfigError("PostgresStore needs 1 <= min_size <= max_size; fix: e.g. "
                               "min_size=1, max_size=8", field="max_size")
-        kwargs: dict[str, Any] = {"autocommit": True,
-                                  "connect_timeout": max(1, round(connect_timeout_s))}
-        if schema is not None:
-            kwargs["options"] = f"-c search_path={_ident(schema)}"
-        try:
-            with psycopg.connect(url, **kwargs) as conn:
-                self.schema = _current_schema(conn)
-                if migrate:
-                    apply_migrations(conn, where=self.location)
-                else:
-                    have = schema_version(conn)
-                    if have > SCHEMA_VERSION:
-                        raise _too_new(self.location, have)
-                    if have < SCHEMA_VERSION:
-                        raise ConfigError(
-                            f"{self.location}: schema version {have}, this compactor needs "
-                            f"{SCHEMA_VERSION}; fix: compactor store migrate --store URL",
-                            field="store")
-        except psycopg.OperationalError as e:
-            raise ConfigError(f"{self.location}: cannot connect ({_first_line(e)}); fix: "
-                              "start the server, or correct the URL "
-                              "(postgresql://USER@HOST:PORT/DBNAME)", field="store") from None
-        except psycopg.ProgrammingError as e:
-            raise ConfigError(f"{self.location}: {_first_line(e)}; fix: check the URL's "
-                              "options", field="store") from None
+        kwargs = _conn_kwargs(schema, connect_timeout_s)
+        with connect(url, schema=schema, connect_timeout_s=connect_timeout_s) as conn:
+            self.schema = _current_schema(conn)
+            if migrate:
+                apply_migrations(conn, where=self.location)
+            else:
+                have = schema_version(conn)
+                if have > SCHEMA_VERSION:
+                    raise _too_new(self.location, have)
+                if have < SCHEMA_VERSION:
+                    raise ConfigError(
+                        f"{self.location}: schema version {have}, this compactor needs "
+                        f"{SCHEMA_VERSION}; fix: compactor store migrate --store URL",
+                        field="store")
         self._pool: ConnectionPool[Any] = ConnectionPool(
             url, min_size=min_size, max_size=max_size, kwargs=kwargs, open=False,
             name="compactor-store", timeout=max(30.0, connect_timeout_s))
@@ -708,5 +743,5 @@ def _first_line(e: BaseException) -> str:
     return " ".join(text[0].split()) if text else type(e).__name__
 
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore", "apply_migrations",
-           "display_url", "lock_key", "schema_version"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore", "apply_migrations", "connect",
+           "display_url", "lock_key", "migrate_url", "schema_version"]
