@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import json
-from pathlib import Path
 
 from fleet import small_store
 from maintenance_support import REPO, cli, run_proc, site_args
@@ -134,3 +133,50 @@ def test_mark_goes_through_the_store_for_an_id_with_a_slash(tmp_path):
     assert cli(site_args(tmp_path, "maintain", "--run"))[0] == 0
     imp = entries(tmp_path / "store" / "archive")["tenant/carol"].data["importance"]
     assert imp["marked"] and imp["score"] == 1.0
+
+
+def test_archives_of_earlier_versions_and_branches_restore(tmp_path):
+    """A session whose history forked (an agent rewrote a message) is archived and put back
+    with every branch, restoring its current one; an entry written by an earlier version
+    (lines without `prev`, the id's `/` written `__` in its name) still restores."""
+    import gzip
+    import hashlib
+
+    from compactor._store import ArchiveNode, chain_id, content_hash
+
+    from fleet import NOW, set_age
+
+    store = SessionStore(tmp_path / "store")
+    a, b, b2 = ({"role": "user", "content": t} for t in ("book Oslo", "for Monday", "for Friday"))
+    ha, hb, hb2 = content_hash(a), content_hash(b), content_hash(b2)
+    store.append("tenant/erin", [ArchiveNode(0, ha, "", a), ArchiveNode(1, hb, chain_id("", ha), b)])
+    store.append("tenant/erin", [ArchiveNode(1, hb2, chain_id("", ha), b2)])   # the fork
+    assert store.restore("tenant/erin") == [a, b2] and len(store.branches("tenant/erin")) == 2
+    set_age(store.session_dir("tenant/erin"), NOW.replace(year=2024))
+    assert cli(site_args(tmp_path, "maintain", "--run"))[0] == 0
+    arch = entries(tmp_path / "store" / "archive")
+    assert arch["tenant/erin"].messages() == [a, b2]
+    assert cli(site_args(tmp_path, "archive", "restore", "tenant/erin", "--to-store"))[0] == 0
+    back = SessionStore(tmp_path / "store")
+    assert back.restore("tenant/erin") == [a, b2] and len(back.branches("tenant/erin")) == 2
+
+    # an entry as an earlier version wrote it: format-1 lines, hash elided, legacy name
+    lines = [json.dumps({"ordinal": i, "hash": content_hash(m), "message": m}, sort_keys=True,
+                        separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+             for i, m in enumerate([a, b])]
+    payload = b"".join(lines)
+    stored = gzip.compress(b"".join(
+        json.dumps({"ordinal": i, "message": m}, sort_keys=True, separators=(",", ":"),
+                   ensure_ascii=False).encode() + b"\n" for i, m in enumerate([a, b])))
+    month = tmp_path / "store" / "archive" / "2024" / "01"
+    (month / "tenant__old.jsonl.gz").parent.mkdir(parents=True, exist_ok=True)
+    (month / "tenant__old.jsonl.gz").write_bytes(stored)
+    entry = json.loads(arch["tenant/erin"].path.read_text(encoding="utf-8"))
+    entry["session_id"] = "tenant/old"
+    entry["lossless"].update(file="tenant__old.jsonl.gz", bytes=len(payload),
+                             stored_bytes=len(stored),
+                             sha256="sha256:" + hashlib.sha256(payload).hexdigest())
+    (month / "tenant__old.json").write_text(json.dumps(entry), encoding="utf-8")
+    out = tmp_path / "old.json"
+    assert cli(site_args(tmp_path, "archive", "restore", "tenant/old", "--out", str(out)))[0] == 0
+    assert json.loads(out.read_text(encoding="utf-8")) == [a, b]
