@@ -8,7 +8,7 @@ import ast
 import json
 
 from fleet import small_store
-from maintenance_support import REPO, cli, run_proc, site_args
+from maintenance_support import REPO, cli, cli_json, run_proc, site_args
 from compactor._store import SessionStore, canonical_json
 from compactor.maintenance import entries
 
@@ -180,3 +180,41 @@ def test_archives_of_earlier_versions_and_branches_restore(tmp_path):
     out = tmp_path / "old.json"
     assert cli(site_args(tmp_path, "archive", "restore", "tenant/old", "--out", str(out)))[0] == 0
     assert json.loads(out.read_text(encoding="utf-8")) == [a, b]
+
+
+def test_a_run_leaves_a_session_its_writer_holds_for_a_later_run(tmp_path, monkeypatch):
+    """A run reads and moves a live session only under its store lock: one whose writer
+    holds the lock (through the store's own `lock`) stays live and whole; the next run,
+    with the lock free, archives it."""
+    import compactor.maintenance._maintain as mm
+
+    monkeypatch.setattr(mm, "SESSION_LOCK_TIMEOUT_S", 0.2)
+    msgs = small_store(tmp_path, {"tenant/busy": 200, "tenant/free": 200})
+    writer = SessionStore(tmp_path / "store")
+    with writer.lock("tenant/busy"):
+        code, rep = cli_json(site_args(tmp_path, "maintain", "--run"))
+    assert code == 0 and rep["status"] == "ok", rep
+    arch = entries(tmp_path / "store" / "archive")
+    assert "tenant/busy" not in arch and arch["tenant/free"].messages() == msgs["tenant/free"]
+    assert writer.restore("tenant/busy") == msgs["tenant/busy"]
+    assert cli(site_args(tmp_path, "maintain", "--run"))[0] == 0
+    assert entries(tmp_path / "store" / "archive")["tenant/busy"].messages() == msgs["tenant/busy"]
+    assert writer.sessions() == []
+
+
+def test_vacuum_removes_old_empty_sessions_through_the_store(tmp_path):
+    """An empty session (no archive line, no state; here one with a hashed 201-character
+    name) idle for more than a day is vacuumed; a young empty one is left alone."""
+    from datetime import timedelta
+
+    from fleet import NOW, set_age
+
+    store = SessionStore(tmp_path / "store")
+    for sid, age in ((LONG_ID, timedelta(days=3)), ("tenant/new", timedelta(hours=2))):
+        with store.lock(sid):                 # a writer that never wrote: an empty folder
+            pass
+        set_age(store.session_dir(sid), NOW - age)
+    assert store.stat(LONG_ID).empty and store.sessions() == sorted([LONG_ID, "tenant/new"])
+    code, rep = cli_json(site_args(tmp_path, "maintain", "--run", "--only", "vacuum"))
+    assert code == 0 and rep["counts"] == {"vacuum": 1}, rep
+    assert SessionStore(tmp_path / "store").sessions() == ["tenant/new"]
