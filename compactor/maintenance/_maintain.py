@@ -323,34 +323,36 @@ class Maintenance:
                                    f"{v.age_days:.1f} days, {tier.value}: {reason}"))
         return acts
 
-    def _vacuum_targets(self) -> list[tuple[Path, str]]:
-        out: list[tuple[Path, str]] = []
+    def _vacuum_targets(self) -> list[tuple[Path, str, str | None]]:
+        """``(path, why, session id or None)`` of everything vacuum removes."""
+        out: list[tuple[Path, str, str | None]] = []
         now_s = self.now.timestamp()
         store = self.store()
         for s in live_sessions(store):
             if s.empty and now_s - s.last_active.timestamp() > VACUUM_MIN_AGE_S:
                 assert store is not None
-                out.append((store.session_dir(s.session_id), _EMPTY_SESSION))
+                out.append((store.session_dir(s.session_id),
+                            "session folder with no archive and no state", s.session_id))
         root = self.cfg.archive_root
         if root.is_dir():
             for month in sorted(root.glob("[0-9]*/[0-9]*")):
                 for f in sorted(month.iterdir()):
                     if f.is_file() and f.stat().st_size == 0:
-                        out.append((f, "empty file"))
+                        out.append((f, "empty file", None))
                     elif f.name.startswith(".") and f.name.endswith(".tmp"):
-                        out.append((f, "leftover temp file"))
+                        out.append((f, "leftover temp file", None))
         for trash in (self.state_dir / "trash", root / ".trash"):
             if trash.is_dir():
-                out += [(d, "empty trash folder") for d in sorted(trash.iterdir())
+                out += [(d, "empty trash folder", None) for d in sorted(trash.iterdir())
                         if d.is_dir() and not any(p.is_file() for p in d.rglob("*"))]
         if root.is_dir():
             for month in sorted(root.glob("[0-9]*/[0-9]*")):
                 if month.is_dir() and not any(month.iterdir()):
-                    out.append((month, "empty month folder"))
+                    out.append((month, "empty month folder", None))
         return out
 
     def _plan_vacuum(self) -> list[Action]:
-        return [Action("vacuum", "vacuum", str(p), why) for p, why in self._vacuum_targets()]
+        return [Action("vacuum", "vacuum", str(p), why) for p, why, _ in self._vacuum_targets()]
 
     # ------------------------------------------------------------------ running
 
@@ -642,12 +644,10 @@ class Maintenance:
 
     def _run_vacuum(self, journal: Journal, rep: RunReport) -> None:
         store = self.store()
-        empty = {str(store.session_dir(s.session_id)): s.session_id
-                 for s in live_sessions(store)} if store is not None else {}
-        for path, why in self._vacuum_targets():
-            if why == _EMPTY_SESSION:
+        for path, why, session_id in self._vacuum_targets():
+            if session_id is not None:
                 assert store is not None
-                if not self._vacuum_session(journal, store, empty[str(path)], path):
+                if not self._vacuum_session(journal, store, session_id, path):
                     continue
             elif path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
@@ -707,9 +707,6 @@ def archive_now(m: Maintenance, session_id: str) -> SessionView:
 
 class _Busy(Exception):
     """A live session's store lock stayed held (a run leaves the session for later)."""
-
-
-_EMPTY_SESSION = "session folder with no archive and no state"
 
 
 @contextmanager
