@@ -188,7 +188,10 @@ def _open_store(root: str) -> SessionStore:
         raise CompactorError(f"--store {root}: is a file, not a folder; fix: pass the session "
                              "store's folder (or a path where one may be created)")
     try:
-        return SessionStore(root)
+        store = SessionStore(root)
+        if not os.access(store.root / "sessions", os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "Permission denied", str(store.root / "sessions"))
+        return store
     except OSError as e:
         raise CompactorError(f"--store {root}: cannot create or open the session store "
                              f"({e.strerror or e}{f': {e.filename}' if e.filename else ''}); "
