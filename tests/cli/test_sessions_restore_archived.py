@@ -9,14 +9,16 @@ import json
 import os
 import stat
 
+import pytest
+
 from cli_support import assert_one_line_error, compactor, good_conversation, write_jsonl
 
 #: Far after the replay: every session is old enough for maintenance to archive it.
 LATER = "2035-01-01T00:00:00Z"
 
 
-def _archived_site(tmp_path):
-    conv = good_conversation("sess-1", turns=4)
+def _archived_site(tmp_path, sid="sess-1"):
+    conv = good_conversation(sid, turns=4)
     write_jsonl(tmp_path / "c.jsonl", [conv])
     run = compactor("replay", "c.jsonl", "--window", "4000", "--counter", "heuristic",
                     "--store", "store", "--ledger", "ledger.jsonl", cwd=tmp_path)
@@ -29,14 +31,15 @@ def _archived_site(tmp_path):
     return conv
 
 
-def test_sessions_restore_finds_an_archived_session(tmp_path):
+@pytest.mark.parametrize("sid", ["sess-1", "team/sess-2"])
+def test_sessions_restore_finds_an_archived_session(tmp_path, sid):
     """sessions restore ID after maintenance archived it: exit 0 and the messages the test
-    wrote, the same as archive restore ID."""
-    conv = _archived_site(tmp_path)
-    run = compactor("sessions", "--store", "store", "restore", "sess-1", cwd=tmp_path)
+    wrote, the same as archive restore ID (also for an id with a '/', like the demo's)."""
+    conv = _archived_site(tmp_path, sid)
+    run = compactor("sessions", "--store", "store", "restore", sid, cwd=tmp_path)
     assert run.code == 0, run.err
     assert json.loads(run.out) == conv["messages"]
-    other = compactor("archive", "restore", "sess-1", "--store", "store", cwd=tmp_path)
+    other = compactor("archive", "restore", sid, "--store", "store", cwd=tmp_path)
     assert other.code == 0 and other.out == run.out
 
 
