@@ -129,13 +129,20 @@ class Tally:
             self.done.add(tag)
 
 
+def next_line(fleet: Fleet, tally: Tally, deadline: float) -> tuple[str, str]:
+    """The next output line of any worker, taken into ``tally`` ('' when a worker's output
+    ended: it must have printed ``done``)."""
+    tag, line = fleet.lines.get(timeout=max(0.1, deadline - time.monotonic()))
+    if not line:
+        assert tag in tally.done, f"worker {tag} died: exit {fleet.procs[tag].wait(10)}"
+    else:
+        tally.take(tag, line)
+    return tag, line
+
+
 def run_to_end(fleet: Fleet, tally: Tally, live: set[str], deadline: float) -> None:
     while live - tally.done:
-        tag, line = fleet.lines.get(timeout=max(0.1, deadline - time.monotonic()))
-        if not line:
-            assert tag in tally.done, f"worker {tag} died: exit {fleet.procs[tag].wait(10)}"
-            continue
-        tally.take(tag, line)
+        next_line(fleet, tally, deadline)
 
 
 def check_final(store: PostgresStore, sessions: dict[str, list[dict]], tally: Tally) -> None:
@@ -195,12 +202,8 @@ def test_kill_9_of_workers_loses_no_acknowledged_message(pg_url, tmp_path):
         deadline = time.monotonic() + 100
         next_kill = rng.randint(5, 25)
         while live - tally.done:
-            tag, line = fleet.lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            if not line:
-                assert tag in tally.done, f"worker {tag} died: exit {fleet.procs[tag].wait(10)}"
-                continue
-            tally.take(tag, line)
-            if kills == 3 or tally.acks < next_kill or tag in tally.done:
+            tag, line = next_line(fleet, tally, deadline)
+            if not line or kills == 3 or tally.acks < next_kill or tag in tally.done:
                 continue
             victim = tag if rng.random() < 0.5 else rng.choice(sorted(live - tally.done))
             time.sleep(rng.random() * 0.05)            # land anywhere in its next step
