@@ -19,6 +19,7 @@ alone::
     sessions/<name>/archive-0001.jsonl.gz  closed segments (gzip), read transparently
     sessions/<name>/state.json             session state, written by atomic replace
     sessions/<name>/id                     the full session id (hashed names only)
+    sessions/<name>/IMPORTANT              marked important (:meth:`FileSessionStore.mark`)
 
 ``<name>`` is :func:`encode_session_id` of the id: reversible and collision-free.
 An archive line is ``{"ordinal": N, "hash": "sha256:...", "prev": "<chain id>",
@@ -54,9 +55,17 @@ _SAFE = "-_.@+=:"          # kept as is by the encoding (letters and digits alwa
 _HASHED = "!h-"            # '!' is always percent-encoded, so no plain name starts with it
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(obj: Any) -> str:
-    """Canonical JSON: sorted keys, compact separators, UTF-8 text (no ASCII escaping)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Canonical JSON: sorted keys, compact separators, UTF-8 text (no ASCII escaping).
+
+    Raises:
+        TypeError: ``obj`` is not JSON-serialisable.
+        ValueError: it holds a circular reference.
+    """
+    return _CANONICAL.encode(obj)
 
 
 def content_hash(message: Mapping[str, Any]) -> str:
@@ -293,12 +302,7 @@ class FileSessionStore:
         """Hold the session's lock: a thread lock (one thread of this process at a time)
         and the ``.lock`` file lock (one process at a time). Reentrant in the holding
         thread, so a holder may call :meth:`append` and :meth:`save_state`."""
-        d = self._dir(session_id)
-        with self._locks_mu:
-            pair = self._locks.get(session_id)
-            if pair is None:
-                pair = self._locks[session_id] = (
-                    threading.RLock(), FileLock(str(d / ".lock"), thread_local=False))
+        pair = self._lock_pair(session_id)
         with pair[0], pair[1]:
             yield
 
