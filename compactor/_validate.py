@@ -215,15 +215,16 @@ def _validate_openai(msgs: Sequence[Mapping[str, Any]], lo: int,
                                  "'tool_call_id'", tid))
         pending, answered_batch, in_batch = {}, set(), False
         content = m.get("content")
-        if role in ("user", "system", "developer") and (content is None or content == "" or content == []):
+        if role in ("user", "system", "developer") and content in (None, "", []):
             out.append(Violation("empty_content", i, f"{role} message content is empty"))
         if role == "assistant":
             calls = m.get("tool_calls") or []
             for c in calls:
                 fn = c.get("function") if isinstance(c, Mapping) else None
                 if not isinstance(fn, Mapping) or not isinstance(fn.get("arguments"), str):
+                    cid = str(c.get("id")) if isinstance(c, Mapping) else None
                     out.append(Violation("arguments_type", i, "function.arguments must be a JSON "
-                                         "string", str(c.get("id")) if isinstance(c, Mapping) else None))
+                                         "string", cid))
             if not calls and (content is None or content == ""):
                 out.append(Violation("empty_content", i, "assistant message has neither content "
                                      "nor tool_calls"))

@@ -33,7 +33,8 @@ DEMO_WINDOW = 12_000
 
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line on stderr, exit 2:
-    ``compactor: error: PROG: PROBLEM; fix: ...`` (argparse prints the usage block too)."""
+    ``compactor: error: PROG: PROBLEM; fix: ...`` (plain argparse prints its usage block
+    first). Sub-command parsers inherit the class (``add_subparsers`` uses the parent's)."""
 
     def error(self, message: str) -> NoReturn:  # type: ignore[override]
         fix = "" if "fix:" in message else f"; fix: see `{self.prog} --help`"
@@ -81,8 +82,9 @@ def _add_replay(sub: Any) -> None:
     p.add_argument("--demo", action="store_true", help="replay the session the package ships")
     p.add_argument("--format", default="auto", choices=["auto", "anthropic", "openai"])
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--window", type=window_arg, help="context window in tokens (system + tools + messages, no "
-                   "output reserve), e.g. 4000 or 8k, or a share of each conversation, e.g. 25%%")
+    g.add_argument("--window", type=window_arg,
+                   help="context window in tokens (system + tools + messages, no output "
+                   "reserve), e.g. 4000 or 8k, or a share of each conversation, e.g. 25%%")
     g.add_argument("--tier", choices=[t.value for t in Tier], help="use this tier's window")
     p.add_argument("--model", help="use this model's tier window")
     p.add_argument("--tools", help="JSON file of tool schemas to count")

@@ -3,7 +3,8 @@
 ``add_budget_commands(subparsers)`` adds the ``budgets`` command. Each handler is
 ``func(args) -> int``. Exit codes: 0 success; 2 a bad config (one line on stderr, the
 format of every ``compactor`` command: ``compactor: error: FILE: KEY: problem; fix: ...``),
-no ledger at the path (or a folder there, or an unreadable one), or a bad ``--since``. The config is ``--config``, else ``$COMPACTOR_BUDGETS``, else the shipped
+no ledger at the path (or a folder there, or an unreadable one), or a bad ``--since``.
+The config is ``--config``, else ``$COMPACTOR_BUDGETS``, else the shipped
 ``compactor/data/budgets.toml``.
 """
 
@@ -268,7 +269,8 @@ def add_budget_commands(subparsers: Any) -> argparse.ArgumentParser:
     est.add_argument("--complexity", choices=[c.value for c in MULTIPLIERS],
                      help="override the detected complexity")
     est.add_argument("--model", help="cap the budget by this model's usable window")
-    est.add_argument("--max-tokens", type=_non_negative_int, default=0, help="output tokens reserved")
+    est.add_argument("--max-tokens", type=_non_negative_int, default=0,
+                     help="output tokens reserved")
     est.add_argument("--json", action="store_true", help="print one JSON object")
 
     rep = child("report", "usage per profile and agent from the ledger, with recommendations",
