@@ -550,15 +550,14 @@ class MessageCompactor:
                                             time.perf_counter() - t0, usable, p, f)
                 try:
                     return await self._execute(live, r, p, counts, overhead, usable, model,
-                                               t0, session_id, messages)
+                                               t0, session_id, messages,
+                                               last_try=attempt == STATE_RETRIES - 1)
                 except StateConflictError:
                     # another process compacted this session meanwhile: reload, read again
                     log.info("session %s: state changed on disk; reloading (attempt %d)",
                              live.state.session_id, attempt + 1)
                     await self._reload(live)
-            raise CompactorError(f"session {session_id!r}: the state kept changing under "
-                                 f"{STATE_RETRIES} attempts; fix: do not run more writers "
-                                 "than needed on one session")
+            raise AssertionError("unreachable: the last attempt never raises a conflict")
 
     async def _reload(self, live: _Live) -> None:
         live.state = await asyncio.to_thread(self._load, live.state.session_id)
@@ -567,8 +566,13 @@ class MessageCompactor:
     # ------------------------------------------------------------------ execution
     async def _execute(self, live: _Live, r: Resolution, p: Plan, counts: Sequence[int],
                        overhead: int, usable: int, model: str | None, t0: float,
-                       session_id: str | None,
-                       caller: Sequence[Mapping[str, Any]]) -> CompactionResult:
+                       session_id: str | None, caller: Sequence[Mapping[str, Any]], *,
+                       last_try: bool = True) -> CompactionResult:
+        """Summarize, apply, check, record. With a store the state is saved only if no
+        other writer saved it since it was loaded (else :class:`StateConflictError`, and
+        the caller reloads and tries again); on the last try a conflict leaves the other
+        writer's state on disk and this result stands for this call (the archive holds
+        every message either way; a ``state_conflict`` record says so)."""
         live.materialize()
         s = live.state
         f = p.fmt
@@ -626,9 +630,13 @@ class MessageCompactor:
             try:
                 s.version = await asyncio.to_thread(
                     lambda: store.save_state(sid, body, expected_version=version))
-            except StateConflictError:
+            except StateConflictError as e:
                 s.version = version
-                raise
+                if not last_try:
+                    raise
+                await self._emit("state_conflict", {
+                    "session_id": sid, "agent_id": self.agent_id, "expected": e.expected,
+                    "found": e.found})
             archive_ref = {"session_id": sid, "ranges": _ranges(
                 [r.ordinals[i] for i in p.evicted if r.ordinals[i] is not None])}
         # the next call extends the caller's full history, or this result
