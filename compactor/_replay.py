@@ -133,13 +133,18 @@ def _depth(value: Any) -> int:
 
 
 def _check_value(where: str, value: Any) -> None:
-    """Raise :class:`_Bad` for text that is not valid Unicode or nesting too deep."""
+    """Raise :class:`_Bad` for nesting deeper than :data:`MAX_DEPTH`, NaN or infinite
+    numbers (not JSON), or text that is not valid Unicode (a lone surrogate)."""
     if _depth(value) > MAX_DEPTH:
         raise _Bad(where, "nesting", f"nested more than {MAX_DEPTH} levels deep",
                    f"flatten it to at most {MAX_DEPTH} levels of lists and objects")
     try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as e:
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except ValueError as e:
+        if not isinstance(e, UnicodeEncodeError):   # NaN, Infinity, or 1e400 read as inf
+            raise _Bad(where, "json", "holds NaN or an infinite number, which JSON does not "
+                       "allow (providers refuse the request)", "write a finite number, or "
+                       "the value as a string") from None
         bad = e.object[e.start:e.end].encode("utf-8", "backslashreplace").decode("ascii")
         raise _Bad(where, "encoding", f"holds a lone surrogate ({bad}), which is not valid "
                    "Unicode", "write the text as valid UTF-8: a \\uD800-\\uDFFF escape must be "
@@ -258,13 +263,18 @@ def _decode(raw: bytes) -> str:
     return raw.decode("utf-8-sig")
 
 
+class _TooDeep(ValueError):
+    """JSON nested too deeply for the parser."""
+
+
 def _parse(text: str) -> Any:
-    """``json.loads`` that reports nesting too deep for the parser as a ``ValueError``."""
+    """``json.loads`` that reports nesting too deep for the parser as :class:`_TooDeep`
+    (a ``ValueError``, like every other way the text is not JSON)."""
     try:
         return json.loads(text)
     except RecursionError:
-        raise ValueError(f"nested too deeply for the JSON parser (more than {MAX_DEPTH} "
-                         "levels are not accepted)") from None
+        raise _TooDeep(f"nested too deeply for the JSON parser (more than {MAX_DEPTH} "
+                       "levels are not accepted)") from None
 
 
 def read_conversations(path: str | Path, fmt: str = "auto"
@@ -415,9 +425,12 @@ def _jsonl_line(p: Path, n: int, ln_no: int, line: bytes, fmt: str) -> Conversat
     except json.JSONDecodeError as e:
         raise _Bad(where, "json", f"not JSON ({e.msg} at column {e.colno})",
                    "write one JSON object per line") from None
-    except ValueError as e:
+    except _TooDeep as e:
         raise _Bad(where, "nesting", str(e), f"flatten it to at most {MAX_DEPTH} levels of "
                    "lists and objects") from None
+    except ValueError as e:   # e.g. an integer of more than 4,300 digits
+        raise _Bad(where, "json", f"not readable JSON ({e})", "write one JSON object per "
+                   "line, numbers within what JSON readers accept") from None
     if not isinstance(obj, dict):
         raise _Bad(where, "shape", f"is {_kind(obj)}, not an {{id, messages}} object",
                    "write one {\"id\": ..., \"messages\": [...]} object per line")

@@ -46,6 +46,11 @@ BAD_LINES = {
         "messages[2]", "duplicate_result"),
     "missing_content": ({"id": "bad", "messages": [{"role": "user"}, ASSISTANT]},
                         "messages[0]", "empty_content"),
+    "nan_in_tool_input": ('{"id": "bad", "messages": [{"role": "user", "content": "x"}, '
+                          '{"role": "assistant", "content": [{"type": "tool_use", "id": "t", '
+                          '"name": "f", "input": {"a": NaN}}]}]}', "messages[1]", "json"),
+    "huge_integer": ('{"id": "bad", "messages": [{"role": "user", "content": "x", "n": '
+                     + "9" * 5000 + "}]}", "line 2", "json"),
     "content_a_number": ({"id": "bad", "messages": [{"role": "user", "content": 5}, ASSISTANT]},
                          "messages[0]", "content_type"),
 }
