@@ -49,10 +49,10 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
                         r"|\b[\w-]+\.(?:py|js|ts|tsx|jsx|json|ya?ml|toml|md|txt|cfg|ini|sql|sh|go|"
                         r"rs|java|rb|php|c|h|cpp|hpp|css|html|csv|lock|log)\b")),
     ("date", re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?)?\b"
-                        r"|\b(?:\d{1,2}:\d{2}\s?[AaPp]\.?[Mm]\.? on )?\d{1,2}(?:st|nd|rd|th)? (?:of )?" + _MONTH + r"(?:,? \d{4})?(?![\w])"
+                        r"|\b\d{1,2}(?:st|nd|rd|th)? (?:of )?" + _MONTH + r"(?:,? \d{4})?(?![\w])"
                         r"|\b" + _MONTH + r"\.? \d{1,2}(?:st|nd|rd|th)?(?:,? \d{4})?\b"
                         r"|\b\d{1,2}/\d{1,2}/\d{2,4}\b"
-                        r"|\b\d{1,2}:\d{2}\s?[AaPp]\.?[Mm](?![\w])")),
+                        r"|\b\d{1,2}:\d{2}\s?[AaPp]\.?[Mm](?![\w])(?! on \d)")),
     ("amount", re.compile(r"[$€£¥]\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:k|K|m|M|bn|million|billion|thousand)\b)?"
                           r"|\b(?:USD|EUR|GBP|JPY|CHF|CAD|AUD)\s?\d[\d,]*(?:\.\d+)?"
                           r"|\b\d[\d,]*(?:\.\d+)? ?(?:USD|EUR|GBP|JPY|CHF|CAD|AUD|dollars|euros|"
@@ -95,8 +95,8 @@ def _ident_ok(item: str, prose: bool) -> bool:
     if item.lower() in _SLASH_WORDS:
         return False
     parts = re.split(r"::|[/:.@_-]", item)
-    if not all(parts):
-        return False
+    if not all(parts) or (":" in item and all(p.isdigit() for p in parts)):
+        return False  # empty parts, or a clock time / ratio ("1:56", "3:1")
     strong = (any(ch.isdigit() for ch in item) or "@" in item
               or any(ch.isupper() for ch in item[1:]) or "/" in item)
     if not prose:
@@ -122,23 +122,15 @@ def _shouted(text: str, a: int, b: int) -> bool:
     return bool(_CAPS_WORD.fullmatch(prev) or _CAPS_WORD.fullmatch(nxt))
 
 
-def extract_facts(text: str, *, prose: bool = True) -> list[str]:
-    """Must-keep items of ``text``, deduplicated, in order of first appearance.
-
-    Args:
-        text: any text.
-        prose: True for what people wrote; False for tool output (no ``name``, ``entity``,
-            ``number``, ``code`` or ``symbol`` items, and only strong ``ident`` items).
-
-    Returns:
-        The items as they are written (identifiers whole, e.g. ``spike/hyopr-35``).
-        Linear in ``len(text)``.
-    """
+def extract_typed(text: str, *, prose: bool = True) -> list[tuple[int, int, str, str]]:
+    """The must-keep items of ``text`` with their place and kind: ``(start, end, kind,
+    item)`` in order of position (not deduplicated). Kinds as in the module table.
+    Linear in ``len(text)``."""
     # taken[i] == 1 when character i belongs to an item already claimed; a match overlaps
     # an earlier item when its span holds a 1 (bytearray.find: linear in the span, so the
     # whole extraction is linear in len(text))
     taken = bytearray(len(text))
-    found: list[tuple[int, str]] = []
+    found: list[tuple[int, int, str, str]] = []
     for kind, pat in _PATTERNS:
         if not prose and kind in _NOISY_KINDS:
             continue
@@ -159,14 +151,30 @@ def extract_facts(text: str, *, prose: bool = True) -> list[str]:
             if kind == "name":
                 words = item.split(" ")
                 while words and words[0] in _NAME_STOP:
+                    a += len(words[0]) + 1
                     words.pop(0)
                 if len(words) < 2:
                     continue
                 item = " ".join(words)
             taken[a:b] = _CLAIMED * (b - a)
-            found.append((a, item))
+            found.append((a, b, kind, item))
     found.sort()
-    return list(dict.fromkeys(item for _, item in found))
+    return found
+
+
+def extract_facts(text: str, *, prose: bool = True) -> list[str]:
+    """Must-keep items of ``text``, deduplicated, in order of first appearance.
+
+    Args:
+        text: any text.
+        prose: True for what people wrote; False for tool output (no ``name``, ``entity``,
+            ``number``, ``code`` or ``symbol`` items, and only strong ``ident`` items).
+
+    Returns:
+        The items as they are written (identifiers whole, e.g. ``spike/hyopr-35``).
+        Linear in ``len(text)``.
+    """
+    return list(dict.fromkeys(item for _, _, _, item in extract_typed(text, prose=prose)))
 
 
 def normalize(text: str) -> str:

@@ -40,7 +40,7 @@ def test_amounts(text: str, expected: list[str]) -> None:
 @pytest.mark.parametrize("text, expected", [
     ("Due 2024-05-15 at 10:30 AM.", ["2024-05-15", "10:30 AM"]),
     ("We met on 8 May, 2023 and again May 9.", ["8 May, 2023", "May 9"]),
-    ("[Session 1 - 1:56 pm on 8 May, 2023] Hi!", ["1:56 pm on 8 May, 2023"]),
+    ("[Session 1 - 1:56 pm on 8 May, 2023] Hi!", ["8 May, 2023"]),
     ("Sign by 5/8/24 or the 3rd of March.", ["5/8/24", "3rd of March"]),
 ])
 def test_dates(text: str, expected: list[str]) -> None:
