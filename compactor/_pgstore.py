@@ -403,14 +403,17 @@ class PostgresStore:
             return 0
         encode_session_id(session_id)
         with self._pool.connection() as conn, conn.transaction():
-            cur_tip = self._lock_row(conn, session_id)
-            if any(not isinstance(n, ArchiveNode) for n in nodes):
+            if all(isinstance(n, ArchiveNode) for n in nodes):
+                chains = [n.chain for n in nodes]
+                cur_tip, known = self._lock_row(conn, session_id, list(
+                    {*chains, *(n.prev for n in nodes if n.prev)}))
+            else:   # (position, hash, message) triples: chained onto the current branch
+                cur_tip, _ = self._lock_row(conn, session_id, [])
                 nodes = _as_nodes(self._index(conn, session_id, cur_tip), nodes)
+                chains = [n.chain for n in nodes]
+                cur_tip, known = self._lock_row(conn, session_id, list(
+                    {*chains, *(n.prev for n in nodes if n.prev)}))
             want_tip = tip if tip is not None else nodes[-1].chain
-            chains = [n.chain for n in nodes]
-            known = {r[0] for r in conn.execute(
-                "SELECT chain FROM compactor_nodes WHERE session_id = %s AND chain = ANY(%s)",
-                (session_id, list({*chains, *(n.prev for n in nodes if n.prev)})))}
             batch: set[str] = set()
             rows: list[tuple[str, int, str, str, str]] = []
             for n, c in zip(nodes, chains):
@@ -438,17 +441,19 @@ class PostgresStore:
                              "WHERE session_id = %s", (new_tip, session_id))
             return len(rows)
 
-    def _lock_row(self, conn: psycopg.Connection[Any], session_id: str) -> str:
+    def _lock_row(self, conn: psycopg.Connection[Any], session_id: str,
+                  chains: list[str]) -> tuple[str, set[str]]:
         """Create the session's row if missing and lock it for this transaction; returns
-        the current tip."""
-        row = conn.execute("SELECT tip FROM compactor_sessions WHERE session_id = %s "
-                           "FOR UPDATE", (session_id,)).fetchone()
+        the current tip and which of ``chains`` the archive holds."""
+        sql = ("SELECT s.tip, ARRAY(SELECT n.chain FROM compactor_nodes n WHERE n.session_id "
+               "= s.session_id AND n.chain = ANY(%s)) FROM compactor_sessions s "
+               "WHERE s.session_id = %s FOR UPDATE")
+        row = conn.execute(sql, (chains, session_id)).fetchone()
         if row is None:
             conn.execute("INSERT INTO compactor_sessions (session_id) VALUES (%s) "
                          "ON CONFLICT DO NOTHING", (session_id,))
-            row = conn.execute("SELECT tip FROM compactor_sessions WHERE session_id = %s "
-                               "FOR UPDATE", (session_id,)).fetchone()
-        return str(row[0])  # type: ignore[index]
+            row = conn.execute(sql, (chains, session_id)).fetchone()
+        return str(row[0]), set(row[1])  # type: ignore[index]
 
     def _index(self, conn: psycopg.Connection[Any], session_id: str, tip: str) -> _Index:
         """The session's nodes as the file store's index (for triples, a rare call)."""
@@ -675,7 +680,7 @@ class PostgresStore:
         rows = [(c, int(r["ordinal"]), str(r["hash"]), str(r["prev"]),
                  canonical_json(r["message"])) for c, r in ix.records.items()]
         with self._pool.connection() as conn, conn.transaction():
-            self._lock_row(conn, session_id)
+            self._lock_row(conn, session_id, [])
             busy = conn.execute(
                 "SELECT state IS NOT NULL OR EXISTS (SELECT 1 FROM compactor_nodes WHERE "
                 "session_id = %s) FROM compactor_sessions WHERE session_id = %s",
