@@ -114,10 +114,12 @@ def cmd_tail(args: argparse.Namespace) -> int:
             return bad
     show = _dumps if args.json else format_record
     try:
+        # look at the ledger before reading the tail, so nothing appended in between is lost
+        follower = follow_records(path, poll_s=args.poll) if args.follow else None
         for record in tail_records(path, args.lines, event=args.event):
             print(show(record), flush=args.follow)
-        if args.follow:
-            for record in follow_records(path, poll_s=args.poll):
+        if follower is not None:
+            for record in follower:
                 if args.event is None or record.get("event") == args.event:
                     print(show(record), flush=True)
     except KeyboardInterrupt:

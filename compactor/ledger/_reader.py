@@ -338,7 +338,9 @@ def _decode_all(data: bytes) -> Iterator[dict[str, Any]]:
 def follow_records(path: str | os.PathLike[str], *, poll_s: float = 0.5,
                    stop: Callable[[], bool] | None = None,
                    from_start: bool = False) -> Iterator[dict[str, Any]]:
-    """Records appended to the ledger from now on (or from the start of the active
+    """Records appended to the ledger from now on -- from this call, not from the first
+    ``next()``: the ledger is looked at here, so a caller that prints the tail after
+    calling this misses nothing appended meanwhile -- (or from the start of the active
     segment with ``from_start=True``), across rotations, until ``stop()`` is true.
 
     Polls every ``poll_s`` seconds when idle. When the active segment was rotated, it
@@ -354,6 +356,11 @@ def follow_records(path: str | os.PathLike[str], *, poll_s: float = 0.5,
     seen = {s.key for s in snap.segments}
     fd, pos = snap.active_fd, (0 if from_start else snap.active_size)
     snap.active_fd = None
+    return _follow(active, fd, pos, seen, poll_s, stop)
+
+
+def _follow(active: Path, fd: int | None, pos: int, seen: set[Any], poll_s: float,
+            stop: Callable[[], bool] | None) -> Iterator[dict[str, Any]]:
     buf = b""
     try:
         while True:
