@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ._errors import ConfigError
-from ._store import SessionStore
+from ._stores import is_store_url
+from ._stores import open_store as _open_any
 
 #: Default store root: ``$COMPACTOR_HOME`` or ``./compactor-data``.
 DEFAULT_STORE_ENV = "COMPACTOR_HOME"
@@ -32,31 +33,46 @@ def add_sessions_commands(sub: Any) -> None:
     ss = p.add_subparsers(dest="sessions_command", required=True)
     ls = ss.add_parser("list", help="one line per session: compactions, archived messages, bytes")
     ls.add_argument("--json", action="store_true")
-    ls.set_defaults(func=_list)
+    ls.set_defaults(func=_closing(_list))
     sh = ss.add_parser("show", help="a session's state, archive and current summary")
     sh.add_argument("session_id")
     sh.add_argument("--json", action="store_true")
-    sh.set_defaults(func=_show)
+    sh.set_defaults(func=_closing(_show))
     rs = ss.add_parser("restore", help="print the full original history as JSON")
     rs.add_argument("session_id")
     rs.add_argument("--out", help="write to this file instead of stdout")
-    rs.set_defaults(func=_restore)
+    rs.set_defaults(func=_closing(_restore))
     for child in (ls, sh, rs):   # --store is accepted after the sub-command too
         child.add_argument("--store", default=argparse.SUPPRESS, help="store root")
 
 
-def store_root(args: argparse.Namespace) -> Path:
-    """``--store``, else ``$COMPACTOR_HOME``, else ``./compactor-data``."""
-    return Path(getattr(args, "store", None) or default_store())
+def store_root(args: argparse.Namespace) -> str:
+    """``--store``, else ``$COMPACTOR_HOME``, else ``./compactor-data``: a folder or a
+    ``postgresql://`` URL."""
+    return str(getattr(args, "store", None) or default_store())
 
 
-def open_store(root: Path) -> SessionStore:
-    """The existing store at ``root``, or a one-line :class:`ConfigError` naming the path
-    and the fix (a read command never creates a store where none was).
+def store_label(spec: str) -> str:
+    """How a store is named in messages: its folder, or its URL without the password."""
+    if is_store_url(spec):
+        from ._pgstore import display_url   # psycopg is there: the store was opened
+
+        return display_url(spec)
+    return spec
+
+
+def open_store(spec: str | os.PathLike[str]) -> Any:
+    """The existing store ``spec`` names (a folder, or a ``postgresql://`` URL through
+    :func:`compactor._stores.open_store`), or a one-line :class:`ConfigError` naming it
+    and the fix: a read command never creates a store folder where none was.
 
     Raises:
-        ConfigError: ``root`` does not exist, is not a folder, or cannot be opened.
+        ConfigError: the folder does not exist, is a file, or cannot be opened; the
+            database cannot be reached (``MissingExtraError`` without the postgres extra).
     """
+    if is_store_url(spec):
+        return _open_any(str(spec))
+    root = Path(spec)
     if not root.exists():
         raise ConfigError(f"no session store at {root} (no such folder); fix: pass --store DIR "
                           f"(the folder given to `compactor replay --store`) or set "
@@ -65,7 +81,7 @@ def open_store(root: Path) -> SessionStore:
         raise ConfigError(f"session store {root} is a file, not a folder; fix: pass the store "
                           "folder with --store DIR", field="store", source=str(root))
     try:
-        return SessionStore(root)
+        return _open_any(root)
     except OSError as e:
         raise ConfigError(f"session store {root}: cannot be opened ({e.strerror or e}"
                           f"{f': {e.filename}' if e.filename else ''}); fix: run as a user who "
@@ -73,17 +89,33 @@ def open_store(root: Path) -> SessionStore:
                           source=str(root)) from None
 
 
-def _store(args: argparse.Namespace) -> SessionStore:
-    return open_store(store_root(args))
+def _store(args: argparse.Namespace) -> tuple[Any, str]:
+    """The store of ``args`` and its name for messages."""
+    spec = store_root(args)
+    return open_store(spec), store_label(spec)
 
 
-def _list(args: argparse.Namespace) -> int:
-    st = _store(args)
+def _closing(func: Any) -> Any:
+    """Run a command, then close its store when the store has ``close`` (PostgreSQL's
+    connection pool)."""
+    def run(args: argparse.Namespace) -> int:
+        st, label = _store(args)
+        try:
+            return int(func(args, st, label))
+        finally:
+            close = getattr(st, "close", None)
+            if close is not None:
+                close()
+    run.__doc__ = func.__doc__
+    return run
+
+
+def _list(args: argparse.Namespace, st: Any, label: str) -> int:
     infos = [st.info(sid) for sid in st.sessions()]
     if args.json:
         print(json.dumps([{k: v for k, v in i.items() if k != "summary"} for i in infos]))
         return 0
-    t = Table(title=f"sessions in {st.root}")
+    t = Table(title=f"sessions in {label}")
     for col in ("session", "compactions", "last compaction", "archived messages", "bytes"):
         t.add_column(col)
     for i in infos:
@@ -93,14 +125,13 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(args: argparse.Namespace) -> int:
-    st = _store(args)
+def _show(args: argparse.Namespace, st: Any, label: str) -> int:
     if args.session_id not in st.sessions():
         hint = ("check the id with `compactor sessions list`")
-        if _archived(st.root, args.session_id) is not None:
+        if _archived(label, args.session_id) is not None:
             hint = (f"maintenance moved it to the archive: `compactor archive show "
                     f"{args.session_id}`")
-        raise ConfigError(f"no live session {args.session_id!r} in {st.root}; fix: {hint}",
+        raise ConfigError(f"no live session {args.session_id!r} in {label}; fix: {hint}",
                           field="session_id")
     info = st.info(args.session_id)
     if args.json:
@@ -144,12 +175,15 @@ def write_messages(msgs: list[dict[str, Any]], out: str | None, note: str = "") 
     print(f"{len(msgs)} messages written to {out}{note}")
 
 
-def _archived(root: Path, session_id: str) -> Any:
+def _archived(root: str, session_id: str) -> Any:
     """The maintenance archive's entry of ``session_id`` (archive root from the maintenance
-    config, default ``<store>/archive``), or None when it has none."""
+    config, default ``<store>/archive``), or None when it has none (or the store is not a
+    folder: maintenance archives file stores)."""
     from .maintenance._archive import ArchiveError, find
     from .maintenance._config import load_config
 
+    if is_store_url(root):
+        return None
     archive_root = load_config(None).with_paths(store=str(root)).archive_root
     try:
         return find(archive_root, session_id)
@@ -159,17 +193,16 @@ def _archived(root: Path, session_id: str) -> Any:
         raise
 
 
-def _restore(args: argparse.Namespace) -> int:
+def _restore(args: argparse.Namespace, st: Any, label: str) -> int:
     """The live store's history of the session; when maintenance archived it, the
     archive's (hash-verified), as ``compactor archive restore`` gives it."""
-    st = _store(args)
     note = ""
     if args.session_id in st.sessions():
         msgs = st.restore(args.session_id)
     else:
-        entry = _archived(st.root, args.session_id)
+        entry = _archived(label, args.session_id)
         if entry is None:
-            raise ConfigError(f"no session {args.session_id!r} in {st.root}, live or archived; "
+            raise ConfigError(f"no session {args.session_id!r} in {label}, live or archived; "
                               "fix: check the id with `compactor sessions list` and `compactor "
                               "archive list`", field="session_id")
         msgs = entry.messages()

@@ -24,7 +24,6 @@ from ._compactor import MessageCompactor
 from ._errors import CompactorError
 from ._plan import PlanConfig
 from ._replay import InputProblem, load_tools, parse_window, read_conversations, replay
-from ._store import SessionStore
 from ._tokens import HeuristicCounter, Tier, TiktokenCounter
 
 #: The demo's window, in tokens: small enough that the shipped session compacts often.
@@ -154,6 +153,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                                    progress=lambda n: prog.update(task, completed=n)))
     if sink is not None:
         sink.close()
+    if store is not None and hasattr(store, "close"):
+        store.close()
     # problems found while replaying (a rule validate() does not check): after the loader's
     late = list(stats.input_problems)
     stats.input_problems = [p.as_dict() for p in problems] + late
@@ -184,15 +185,22 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return code
 
 
-def _open_store(root: str) -> SessionStore:
-    """``SessionStore(root)``, or a one-line error naming ``--store`` and the fix."""
+def _open_store(root: str) -> Any:
+    """The store ``--store`` names (a folder, created when missing, or a ``postgresql://``
+    URL: :func:`compactor._stores.open_store`), or a one-line error naming ``--store`` and
+    the fix."""
+    from ._stores import is_store_url, open_store
+
+    if is_store_url(root):
+        return open_store(root)   # its errors are one line, the URL without its password
     if os.path.exists(root) and not os.path.isdir(root):
         raise CompactorError(f"--store {root}: is a file, not a folder; fix: pass the session "
                              "store's folder (or a path where one may be created)")
     try:
-        store = SessionStore(root)
-        if not os.access(store.root / "sessions", os.W_OK | os.X_OK):
-            raise PermissionError(errno.EACCES, "Permission denied", str(store.root / "sessions"))
+        store = open_store(root)
+        if not os.access(os.path.join(root, "sessions"), os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "Permission denied",
+                                  os.path.join(root, "sessions"))
         return store
     except OSError as e:
         raise CompactorError(f"--store {root}: cannot create or open the session store "
@@ -212,13 +220,16 @@ def _open_ledger(path: str) -> Any:
         raise CompactorError(f"--ledger {path}: cannot open the ledger: {why}") from None
 
 
-def _storable(store: SessionStore, convs: list[Any], problems: list[InputProblem],
+def _storable(store: Any, convs: list[Any], problems: list[InputProblem],
               path: str) -> list[Any]:
     """The conversations whose id can name a session folder; the others become problems."""
+    session_dir = getattr(store, "session_dir", None)   # a folder store: ids name folders
+    if session_dir is None:
+        return convs
     ok = []
     for c in convs:
         try:
-            store.session_dir(c.id)
+            session_dir(c.id)
         except CompactorError as e:
             fix = str(e).split("; fix: ", 1)[-1]
             problems.append(InputProblem(path, c.index, c.id, "id", "session_id",
@@ -290,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 _EXTENSIONS: list[tuple[str, str]] = [
     ("compactor.ledger._cli", "add_ledger_commands"),
     ("compactor._sessions_cli", "add_sessions_commands"),
+    ("compactor._store_cli", "add_store_commands"),
     ("compactor.budgets._cli", "add_budget_commands"),
     ("compactor.bench._cli", "add_bench_commands"),
     ("compactor.maintenance._cli", "add_maintenance_commands"),
