@@ -62,6 +62,8 @@ MAX_QUERY_TERMS = 64
 CANDIDATES = 64
 #: Shortest text kept of a message that is cut to fit the budget, in characters.
 MIN_CUT_CHARS = 160
+#: Stop adding units when less room than this is left, in tokens (no message fits).
+MIN_ROOM = 16
 #: How long a writer waits for another process's index transaction, in seconds.
 BUSY_TIMEOUT_S = 30.0
 
@@ -124,6 +126,8 @@ create table if not exists node(id integer primary key, session text not null,
 create table if not exists branch(session text not null, ordinal integer not null,
                                   node integer not null, unit integer not null,
                                   primary key(session, ordinal));
+create index if not exists branch_node on branch(node);
+create index if not exists branch_unit on branch(session, unit);
 """
 
 
@@ -486,12 +490,11 @@ def render_message(ordinal: int, m: Mapping[str, Any], *, cap: int | None = None
     return f"[{ordinal}] {m.get('role')}: {body}"
 
 
-def _render(units: Sequence[list[tuple[int, Mapping[str, Any], int | None]]],
+def _render(units: Sequence[Sequence[tuple[int, Mapping[str, Any], int | None]]],
             terms: Sequence[str]) -> str:
     ords = [o for u in units for o, _, _ in u]
-    body = "\n".join(render_message(o, m, cap=c, terms=terms) for u in units for o, m, c in u)
-    return (f'{RECALL_OPEN} archive_refs="{format_refs(ords)}">\n{_HEADER}\n{body}\n'
-            f"{RECALL_CLOSE}")
+    body = "".join(_unit_text(u, terms) + "\n" for u in units)
+    return f'{RECALL_OPEN} archive_refs="{format_refs(ords)}">\n{_HEADER}\n{body}{RECALL_CLOSE}'
 
 
 # --------------------------------------------------------------------------- retrieval
@@ -500,7 +503,8 @@ def retrieve(store: Any, session_id: str, query_text: str, *,
              exclude_ordinals: Iterable[int] = (), budget_tokens: int,
              counter: TokenCounter, fmt: Format | None = None,
              index: RecallIndex | None = None, update: bool = True,
-             max_units: int = 16) -> RecallBlock:
+             max_units: int = 16,
+             ranking: Sequence[tuple[int, float]] | None = None) -> RecallBlock:
     """The archived messages most relevant to ``query_text``, as one recall block.
 
     Messages matching any query term are ranked by BM25 (best first); each is expanded
@@ -524,6 +528,8 @@ def retrieve(store: Any, session_id: str, query_text: str, *,
         index: the index (default: :meth:`RecallIndex.for_store`).
         update: bring the index up to date first.
         max_units: at most this many units.
+        ranking: ``(ordinal, score)`` best first from another ranker (e.g. embeddings);
+            default: the index's BM25 :meth:`RecallIndex.search`.
 
     Returns:
         The block (falsy, with empty text, when nothing relevant fits).
@@ -535,51 +541,64 @@ def retrieve(store: Any, session_id: str, query_text: str, *,
         return RecallBlock("", (), 0, query_text)
     terms = query_terms(query_text)
     excluded = set(exclude_ordinals)
-    hits = ix.search(session_id, query_text, limit=CANDIDATES)
-    chosen: list[list[tuple[int, Mapping[str, Any], int | None]]] = []
+    hits = ix.search(session_id, query_text, limit=CANDIDATES) if ranking is None \
+        else list(ranking)
+    Unit = list[tuple[int, Mapping[str, Any], int | None]]
+    chosen: list[tuple[Unit, int]] = []        # (unit, its tokens), best first
     taken: set[int] = set()
+    frame = counter.count(_render([], terms))
+    used = frame
     for o, _score in hits:
-        if o in taken or o in excluded or len(chosen) >= max_units:
+        if len(chosen) >= max_units or budget_tokens - used < MIN_ROOM:
+            break
+        if o in taken or o in excluded:
             continue
         unit = ix.span(session_id, o)
         if not unit or all(u in excluded for u, _ in unit):
             continue
         taken.update(u for u, _ in unit)
-        cand = [(u, m, None) for u, m in unit]
-        fitted = _fit(chosen, cand, budget_tokens, counter, terms)
-        if fitted is None:
-            continue
-        chosen.append(fitted)
-        chosen.sort(key=lambda u: u[0][0])
-    if not chosen:
-        return RecallBlock("", (), 0, query_text)
-    text = _render(chosen, terms)
-    tokens = counter.count(text)
-    return RecallBlock(text, tuple(o for u in chosen for o, _, _ in u), tokens, query_text)
+        fitted = _fit([(u, m, None) for u, m in unit], budget_tokens - used, counter, terms)
+        if fitted is not None:
+            chosen.append(fitted)
+            used += fitted[1]
+    # token counts of separate pieces may differ from the count of the joined text by a
+    # few tokens: drop the lowest-ranked units until the exact count fits
+    while chosen:
+        units = sorted((u for u, _ in chosen), key=lambda u: u[0][0])
+        text = _render(units, terms)
+        tokens = counter.count(text)
+        if tokens <= budget_tokens:
+            return RecallBlock(text, tuple(o for u in units for o, _, _ in u), tokens,
+                               query_text)
+        chosen.pop()
+    return RecallBlock("", (), 0, query_text)
 
 
-def _fit(chosen: list[list[tuple[int, Mapping[str, Any], int | None]]],
-         unit: list[tuple[int, Mapping[str, Any], int | None]], budget: int,
+def _unit_text(unit: Sequence[tuple[int, Mapping[str, Any], int | None]],
+               terms: Sequence[str]) -> str:
+    return "\n".join(render_message(o, m, cap=c, terms=terms) for o, m, c in unit)
+
+
+def _fit(unit: list[tuple[int, Mapping[str, Any], int | None]], room: int,
          counter: TokenCounter, terms: Sequence[str]
-         ) -> list[tuple[int, Mapping[str, Any], int | None]] | None:
-    """``unit`` as it fits next to ``chosen`` in ``budget`` tokens: whole, else with each
-    message cut to a common character cap (shrunk until it fits, never below
-    :data:`MIN_CUT_CHARS`); None when it does not fit."""
-    def cost(u: list[tuple[int, Mapping[str, Any], int | None]]) -> int:
-        return counter.count(_render(sorted(chosen + [u], key=lambda x: x[0][0]), terms))
-
-    if cost(unit) <= budget:
-        return unit
+         ) -> tuple[list[tuple[int, Mapping[str, Any], int | None]], int] | None:
+    """``(unit, tokens)`` as the unit fits in ``room`` tokens (its text plus a line
+    break and its archive refs): whole, else with each message cut to a common character cap (shrunk until it
+    fits, never below :data:`MIN_CUT_CHARS`); None when it does not fit."""
+    extra = 1 + counter.count(format_refs(o for o, _, _ in unit) + ",")   # line break, refs
+    n = counter.count(_unit_text(unit, terms)) + extra
+    if n <= room:
+        return unit, n
     longest = max(len(t) for _, m, _ in unit for _, t in _parts(m)) if unit else 0
     cap = longest
-    for _ in range(12):
+    while True:
         cap = cap * 2 // 3
         if cap < MIN_CUT_CHARS:
             return None
         cut = [(o, m, cap) for o, m, _ in unit]
-        if cost(cut) <= budget:
-            return cut
-    return None
+        n = counter.count(_unit_text(cut, terms)) + extra
+        if n <= room:
+            return cut, n
 
 
 # --------------------------------------------------------------------------- placement
