@@ -244,13 +244,25 @@ _LARGE = {
 
 
 @pytest.mark.parametrize("name", _LARGE)
-def test_a_megabyte_is_redacted_in_under_a_second(name):
-    """Redacting 1 MB of text, ordinary or adversarial for a backtracking regex, takes under 1 s."""
+def test_a_megabyte_is_redacted_in_linear_time(name):
+    """Redacting text, ordinary or adversarial for a backtracking regex, grows linearly:
+    4x the text takes well under 16x the time (a quadratic rule would take ~16x), and 1 MB
+    stays under a generous 10 s bound even on a loaded machine (speed itself is measured
+    by a benchmark, not here)."""
     text = _LARGE[name]
-    t0 = time.perf_counter()
-    redact(text)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 1.0, f"{name}: {elapsed:.3f} s"
+
+    def best(t: str) -> float:
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            redact(t)
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    quarter, full = best(text[: len(text) // 4]), best(text)
+    assert full < 10.0, f"{name}: {full:.3f} s"
+    # below ~0.4 s, timer and cache noise dominate: only a slow run must show linear growth
+    assert full < 8 * max(quarter, 0.05), f"{name}: {quarter:.4f} s -> {full:.4f} s for 4x"
 
 
 def test_a_megabyte_of_secrets_keeps_none():
