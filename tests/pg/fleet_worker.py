@@ -8,8 +8,10 @@ picks a random unfinished session, reads how far the store's archive has it, sen
 agent's full history up to the next turn boundary (JSON round-tripped) to
 ``compact_if_needed`` -- inside the session's store lock for a ``LOCK_SHARE`` fraction of
 the steps -- checks the result with the independent provider-rule checker, and prints
-``ack SESSION LENGTH COMPACTED`` (the marker: the call returned, so every message of that
-history is acknowledged) or ``bad SESSION RULES``. Ends with ``done TAG CALLS``.
+``ack SESSION LENGTH SAVED`` (the marker: the call returned, so every message of that
+history is acknowledged; SAVED is 1 when it compacted and saved the session state, 0 when
+it did not compact or its save lost every race: a ``state_conflict`` event) or ``bad
+SESSION RULES``. Ends with ``done TAG CALLS``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import random
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-from compactor import HeuristicCounter, MessageCompactor
+from compactor import HeuristicCounter, MemorySink, MessageCompactor
 from compactor._stores import open_store
 from compactor.testing._rules import anthropic_problems
 
@@ -32,8 +34,9 @@ async def main(url: str, script_path: str, tag: str, seed: int, lock_share: floa
     with open(script_path, encoding="utf-8") as fh:
         bounds: dict[str, list[int]] = json.load(fh)["bounds"]
     store = open_store(url, max_size=3)
+    sink = MemorySink()
     comp = MessageCompactor(counter=HeuristicCounter(), window=window, store=store,
-                            agent_id=tag)
+                            agent_id=tag, sink=sink)
     rng = random.Random(seed)
     loop = asyncio.get_running_loop()
     locker = ThreadPoolExecutor(max_workers=1)
@@ -49,6 +52,7 @@ async def main(url: str, script_path: str, tag: str, seed: int, lock_share: floa
             todo.remove(sid)
             continue
         history = json.loads(json.dumps(script[sid][:nxt]))
+        lost_races = len(sink.of("state_conflict"))
         if rng.random() < lock_share:
             # the lock is taken and released by one thread (the store's lock is per thread)
             cm = store.lock(sid)
@@ -64,7 +68,9 @@ async def main(url: str, script_path: str, tag: str, seed: int, lock_share: floa
         if problems or r.tokens_after > r.window:
             print(f"bad {sid} {[p.rule for p in problems]} {r.tokens_after}/{r.window}",
                   flush=True)
-        print(f"ack {sid} {nxt} {int(r.compacted)}", flush=True)
+        # a compaction whose state save lost every race to other writers is not saved
+        saved = int(r.compacted) - (len(sink.of("state_conflict")) - lost_races)
+        print(f"ack {sid} {nxt} {saved}", flush=True)
     print(f"done {tag} {calls}", flush=True)
     store.close()
 

@@ -107,7 +107,7 @@ class Fleet:
 
 class Tally:
     """What the workers acknowledged: the longest acked history per session, compactions
-    acked per session, and invalid histories."""
+    acked per session whose state save succeeded, and invalid histories."""
 
     def __init__(self) -> None:
         self.acked: dict[str, int] = {}
@@ -119,9 +119,9 @@ class Tally:
     def take(self, tag: str, line: str) -> None:
         parts = line.split()
         if parts[0] == "ack":
-            sid, n, compacted = parts[1], int(parts[2]), int(parts[3])
+            sid, n, saved = parts[1], int(parts[2]), int(parts[3])
             self.acked[sid] = max(self.acked.get(sid, 0), n)
-            self.compactions[sid] = self.compactions.get(sid, 0) + compacted
+            self.compactions[sid] = self.compactions.get(sid, 0) + saved
             self.acks += 1
         elif parts[0] == "bad":
             self.bad.append(f"{tag}: {line.strip()}")
@@ -160,7 +160,7 @@ def check_final(store: PostgresStore, sessions: dict[str, list[dict]], tally: Ta
 
 def test_eight_workers_on_two_hosts_share_twenty_sessions(pg_url, tmp_path):
     """8 processes serving 20 shared sessions through one PostgreSQL: each session restores
-    to the history sent, the compactions the workers report per session equal its saved
+    to the history sent, the compactions the workers report as saved per session equal its
     compaction count and version (no lost update), and no returned history is invalid."""
     script = tmp_path / "script.json"
     sessions = write_script(script)
