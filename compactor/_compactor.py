@@ -220,6 +220,7 @@ class MessageCompactor:
         self._live: OrderedDict[str, _Live] = OrderedDict()
         self._emit_lock = threading.Lock()
         self._summaries = SummaryRunner(self)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def from_config(cls, config: Any = None, **overrides: Any) -> "MessageCompactor":
@@ -558,6 +559,46 @@ class MessageCompactor:
                              live.state.session_id, attempt + 1)
                     await self._reload(live)
             raise AssertionError("unreachable: the last attempt never raises a conflict")
+
+    def compact_sync(self, messages: Sequence[Mapping[str, Any]], *, timeout_s: float | None = None,
+                     **kwargs: Any) -> CompactionResult:
+        """:meth:`compact_if_needed` for synchronous agents: the same arguments, the same
+        result. Runs on this compactor's own event loop in a background thread, so it works
+        when no loop runs in the calling thread and when one does (it then blocks that
+        loop while it waits: inside async code, ``await compact_if_needed`` instead). Use
+        one style per compactor: sessions used from both could meet on two loops.
+
+        Args:
+            timeout_s: give up waiting after this many seconds (None: wait).
+
+        Raises:
+            TimeoutError: ``timeout_s`` passed (the compaction goes on in the background).
+            Whatever :meth:`compact_if_needed` raises.
+        """
+        import concurrent.futures
+
+        fut = asyncio.run_coroutine_threadsafe(self.compact_if_needed(messages, **kwargs),
+                                               self._sync_loop())
+        try:
+            return fut.result(timeout_s)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f"compact_sync did not finish within {timeout_s} s") from None
+
+    def _sync_loop(self) -> asyncio.AbstractEventLoop:
+        """The background loop of :meth:`compact_sync` (started on first use, a daemon)."""
+        with self._emit_lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                t = threading.Thread(target=loop.run_forever, name="compactor-sync", daemon=True)
+                t.start()
+                self._loop = loop
+            return self._loop
+
+    def close(self) -> None:
+        """Stop the background loop of :meth:`compact_sync`, if one was started."""
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
 
     async def _reload(self, live: _Live) -> None:
         live.state = await asyncio.to_thread(self._load, live.state.session_id)

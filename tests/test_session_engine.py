@@ -324,3 +324,30 @@ async def test_sessions_in_memory_are_bounded_and_reload_from_the_store(tmp_path
     assert comp.session("a").compaction_count >= 1
     assert canon(store.restore("a")) == canon(sent["a"] + more)
     assert r.messages[0]["content"].startswith("<conversation_summary>")
+
+
+def test_compact_sync_without_a_running_loop(tmp_path):
+    """compact_sync from plain synchronous code compacts, archives and restores like the
+    async call."""
+    store = SessionStore(tmp_path)
+    comp = MessageCompactor(counter=HeuristicCounter(), window=2500, store=store)
+    try:
+        sent = anthropic_session(10)
+        r = comp.compact_sync(sent, session_id="sync", timeout_s=60)
+        assert r.compacted and canon(store.restore("sync")) == canon(sent)
+        more = list(r.messages) + [a_text("ok"), a_user("next")]
+        r2 = comp.compact_sync(more, session_id="sync", timeout_s=60)
+        assert not r2.compacted and canon(r2.messages) == canon(more)
+    finally:
+        comp.close()
+
+
+async def test_compact_sync_inside_a_running_loop(tmp_path):
+    """compact_sync called from a coroutine (a sync helper inside an async app) returns the
+    result instead of failing on the running loop."""
+    comp = MessageCompactor(counter=HeuristicCounter(), window=2500)
+    try:
+        r = comp.compact_sync(anthropic_session(10), session_id="s2", timeout_s=60)
+        assert r.compacted and r.tokens_after < r.tokens_before
+    finally:
+        comp.close()
