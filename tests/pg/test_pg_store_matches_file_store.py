@@ -119,3 +119,19 @@ def test_random_forks_resends_and_tip_moves_match_the_file_store(pg_store, tmp_p
     info_f, info_p = files.info("s"), pg_store.info("s")
     for k in ("messages_archived", "branches", "compaction_count"):
         assert info_p[k] == info_f[k]
+
+
+def test_recall_tool_reads_the_same_messages_as_from_the_file_store(pg_store, tmp_path):
+    """The recall tool over a PostgreSQL store answers exactly as over a file store holding
+    the same archive (word query, ordinal range, limit)."""
+    from compactor import run_recall_tool
+
+    files = FileSessionStore(tmp_path)
+    msgs = [{"role": "user", "content": f"order A-{i} costs {100 + i} EUR"} for i in range(12)]
+    nodes = linear_nodes(msgs)
+    files.append("s", nodes)
+    pg_store.append("s", nodes)
+    for args in ({"query": "order A-3"}, {"start": 4, "end": 7}, {"query": "EUR", "limit": 3}):
+        got = run_recall_tool(pg_store, "s", args)
+        assert got == run_recall_tool(files, "s", args)
+    assert "[3] user: order A-3 costs 103 EUR" in run_recall_tool(pg_store, "s", {"query": "A-3"})
