@@ -629,7 +629,7 @@ class MessageCompactor:
         total_items, present = 0, 0
         usage: list[dict[str, Any]] = []
         extra: dict[str, Any] = {}
-        if self.summarize:
+        if self.summarize and p.summary_budget > 0:   # 0: the plan left no room for one
             kept_text = "\n".join(text_of(m) for m in kept)
             req = _request(span, f, prev, p.summary_budget, self.counter, session_id,
                            kept_text, usage, s.checkpoint, [r.ordinals[i] for i in span_idx],

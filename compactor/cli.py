@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import errno
 import json
 import os
@@ -21,7 +22,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ._compactor import MessageCompactor
+from ._config import load_config
 from ._errors import CompactorError
+from ._otel import sink_from_env
 from ._plan import PlanConfig
 from ._replay import InputProblem, load_tools, parse_window, read_conversations, replay
 from ._tokens import HeuristicCounter, Tier, TiktokenCounter
@@ -89,14 +92,20 @@ def _add_replay(sub: Any) -> None:
     p.add_argument("--tools", help="JSON file of tool schemas to count")
     p.add_argument("--summarizer", default="extractive", choices=["extractive", "none"],
                    help="'none' drops the evicted span with no summary (truncation baseline)")
-    p.add_argument("--keep-recent", type=non_negative_int, default=PlanConfig.keep_recent)
-    p.add_argument("--high", type=float, default=PlanConfig.high_watermark,
-                   help="high watermark (share of the window that triggers a compaction)")
-    p.add_argument("--low", type=float, default=PlanConfig.low_watermark,
-                   help="low watermark (share of the window to compact down to)")
+    p.add_argument("--config", help="compactor.toml to read (default: $COMPACTOR_CONFIG, else "
+                   "./compactor.toml, else the shipped defaults); the options below win over it")
+    p.add_argument("--keep-recent", type=non_negative_int,
+                   help=f"default: [compactor] keep_recent ({PlanConfig.keep_recent})")
+    p.add_argument("--high", type=float,
+                   help="high watermark (share of the window that triggers a compaction); "
+                   f"default: [compactor] high_watermark ({PlanConfig.high_watermark})")
+    p.add_argument("--low", type=float,
+                   help="low watermark (share of the window to compact down to); "
+                   f"default: [compactor] low_watermark ({PlanConfig.low_watermark})")
     p.add_argument("--max-summary-tokens", type=non_negative_int,
-                   default=PlanConfig.max_summary_tokens)
-    p.add_argument("--counter", default="tiktoken", choices=["tiktoken", "heuristic"])
+                   help=f"default: [compactor] max_summary_tokens ({PlanConfig.max_summary_tokens})")
+    p.add_argument("--counter", choices=["tiktoken", "heuristic"],
+                   help="default: [compactor] counter (tiktoken)")
     p.add_argument("--limit", type=positive_int,
                    help="replay only the first N conversations of the file")
     p.add_argument("--events", action="store_true", help="print each compaction")
@@ -132,15 +141,21 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         convs = [c for c in convs if c.index <= args.limit]
         problems = [p for p in problems if p.conversation <= args.limit]
     tools = load_tools(tools_path)
-    counter = TiktokenCounter() if args.counter == "tiktoken" else HeuristicCounter()
-    cfg = PlanConfig(high_watermark=args.high, low_watermark=args.low,
-                     keep_recent=args.keep_recent, max_summary_tokens=args.max_summary_tokens)
-    store = _open_store(args.store) if args.store else None
+    conf = load_config(args.config)
+    flags = {"high_watermark": args.high, "low_watermark": args.low,
+             "keep_recent": args.keep_recent, "max_summary_tokens": args.max_summary_tokens}
+    cfg = dataclasses.replace(conf.plan, **{k: v for k, v in flags.items() if v is not None})
+    counter_name = args.counter or conf.value("compactor.counter")
+    counter = TiktokenCounter() if counter_name == "tiktoken" else HeuristicCounter()
+    store_spec = args.store or (str(conf.store_root) if conf.store_root else None)
+    store = _open_store(store_spec) if store_spec else None
     if store is not None:
         convs = _storable(store, convs, problems, path)
-    sink = _open_ledger(args.ledger) if args.ledger else None
-    comp = MessageCompactor(counter=counter, config=cfg, summarize=args.summarizer != "none",
-                            store=store, sink=sink, agent_id="replay")
+    ledger = args.ledger or (str(conf.ledger_path) if conf.ledger_path else None)
+    sink = sink_from_env(_open_ledger(ledger) if ledger else None)
+    comp = MessageCompactor(counter=counter, config=cfg, windows=conf.windows,
+                            summarize=args.summarizer != "none", store=store, sink=sink,
+                            agent_id="replay")
     if tier is not None:
         from ._tokens import TIER_WINDOWS
         window = TIER_WINDOWS[tier]
@@ -302,6 +317,7 @@ _EXTENSIONS: list[tuple[str, str]] = [
     ("compactor.ledger._cli", "add_ledger_commands"),
     ("compactor._sessions_cli", "add_sessions_commands"),
     ("compactor._store_cli", "add_store_commands"),
+    ("compactor._config_cli", "add_config_commands"),
     ("compactor.budgets._cli", "add_budget_commands"),
     ("compactor.bench._cli", "add_bench_commands"),
     ("compactor.maintenance._cli", "add_maintenance_commands"),
