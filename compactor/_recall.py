@@ -283,17 +283,27 @@ class RecallIndex:
                 keep += 1
         if keep == n and length == n:
             return 0
+        return self._write(sid, fts, f, keep, recs[keep:])
+
+    def _write(self, sid: str, fts: str, f: Format, keep: int,
+               tail: Sequence[tuple[int, str, str, Mapping[str, Any]]]) -> int:
+        """Make ``tail`` (ordinals ``keep``, ``keep + 1``...) the branch after ordinal
+        ``keep - 1``: index its new nodes, regroup units from where the unit holding
+        ``keep - 1`` starts, and move the tip. Returns the nodes newly indexed."""
+        db = self._db
         db.execute("delete from branch where session=? and ordinal>=?", (sid, keep))
         # units are recomputed from where the last indexed unit starts (it may grow)
         start = keep
         if keep:
             u = db.execute("select unit from branch where session=? and ordinal=?",
                            (sid, keep - 1)).fetchone()
-            start = int(u[0]) if u else 0
+            start = int(u[0]) if u else keep
+        before = [json.loads(m) for (m,) in db.execute(
+            "select n.message from branch b join node n on n.id=b.node where b.session=? "
+            "and b.ordinal>=? and b.ordinal<? order by b.ordinal", (sid, start, keep))]
         new = 0
         ids: dict[int, int] = {}
-        for o in range(keep, n):
-            _, h, c, m = recs[o]
+        for o, h, c, m in tail:
             cur = db.execute("insert or ignore into node(session, chain, ordinal, hash, "
                              "message) values (?, ?, ?, ?, ?)",
                              (sid, c, o, h, canonical_json(m)))
@@ -306,7 +316,7 @@ class RecallIndex:
                 nid = int(db.execute("select id from node where session=? and chain=?",
                                      (sid, c)).fetchone()[0])
             ids[o] = nid
-        msgs = [m for _, _, _, m in recs[start:]]
+        msgs = before + [m for _, _, _, m in tail]
         # a placeholder first message makes the grouping of a suffix equal to the
         # grouping of the whole history (no leading system/summary unit at ``start``)
         lead = [{"role": "user", "content": "."}] if start else []
@@ -318,8 +328,47 @@ class RecallIndex:
                                (a, sid, o))
                 else:
                     db.execute("insert into branch values (?, ?, ?, ?)", (sid, o, ids[o], a))
-        db.execute("update meta set length=?, tip=? where session=?", (n, chains[-1], sid))
+        n = keep + len(tail)
+        db.execute("update meta set length=?, tip=? where session=?", (n, tail[-1][2], sid))
         return new
+
+    def add(self, store: Any, session_id: str, nodes: Sequence[Any], *,
+            fmt: Format | None = None) -> int:
+        """Index nodes the caller has just archived (``ArchiveNode``-like: ``position``,
+        ``hash``, ``prev``, ``message``), without reading the archive, when they continue
+        the indexed branch (the first one's ``prev`` is the indexed tip); otherwise fall
+        back to :meth:`update` (reads the store). O(new nodes) on the hot path.
+
+        Returns:
+            How many archive nodes were newly indexed.
+        """
+        if not nodes:
+            return 0
+        tail = []
+        for n in nodes:
+            h, prev = str(n.hash), str(n.prev)
+            tail.append((int(n.position), h, chain_id(prev, h), n.message))
+        ok = all(tail[i + 1][0] == tail[i][0] + 1 and str(nodes[i + 1].prev) == tail[i][2]
+                 for i in range(len(tail) - 1))
+        f = fmt or detect_format([m for _, _, _, m in tail])
+        if ok:
+            with self._mu:
+                db = self._db
+                db.execute("begin immediate")
+                try:
+                    row = db.execute("select fts, length, tip, fmt from meta where session=?",
+                                     (session_id,)).fetchone()
+                    if row is not None and int(row[1]) == tail[0][0] and \
+                            str(row[2]) == str(nodes[0].prev) and tail[0][0] > 0:
+                        n = self._write(session_id, row[0], Format(row[3]), tail[0][0], tail)
+                        db.execute("commit")
+                        self.indexed_total += n
+                        return n
+                    db.execute("rollback")
+                except BaseException:
+                    db.execute("rollback")
+                    raise
+        return self.update(store, session_id, fmt=fmt)
 
     def drop(self, session_id: str) -> None:
         """Forget a session (maintenance deletes or archives it)."""
@@ -348,20 +397,32 @@ class RecallIndex:
                                      (session_id,)).fetchone()[0]
         return (int(row[0]) if row else 0), int(nodes)
 
-    def search(self, session_id: str, query: str, *,
-               limit: int = CANDIDATES) -> list[tuple[int, float]]:
+    def search(self, session_id: str, query: str, *, limit: int = CANDIDATES,
+               max_df: float = 1.0) -> list[tuple[int, float]]:
         """``(ordinal, score)`` of the current branch's messages matching any query term,
-        best first (BM25; lower score is better; ties by ordinal). At most ``limit``."""
+        best first (BM25; lower score is better; ties by ordinal). At most ``limit``.
+
+        ``max_df``: only query terms found in at most this share of the session's indexed
+        messages are looked up (1.0: all); no such term, no match -- a query made only of
+        words every message has recalls nothing."""
         terms = query_terms(query)
         if not terms:
             return []
-        expr = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        quoted = ['"' + t.replace('"', '""') + '"' for t in terms]
         with self._mu:
             row = self._db.execute("select fts from meta where session=?",
                                    (session_id,)).fetchone()
             if row is None:
                 return []
             fts = row[0]
+            if max_df < 1.0:
+                docs = self._db.execute(f"select count(*) from {fts}").fetchone()[0]
+                quoted = [q for q in quoted if self._db.execute(
+                    f"select count(*) from {fts} where {fts} match ?", (q,)
+                ).fetchone()[0] <= max_df * docs]
+                if not quoted:
+                    return []
+            expr = " OR ".join(quoted)
             rows = self._db.execute(
                 f"select b.ordinal, bm25({fts}) as s from {fts} "
                 f"join branch b on b.node = {fts}.rowid and b.session=? "
@@ -504,7 +565,8 @@ def retrieve(store: Any, session_id: str, query_text: str, *,
              counter: TokenCounter, fmt: Format | None = None,
              index: RecallIndex | None = None, update: bool = True,
              max_units: int = 16,
-             ranking: Sequence[tuple[int, float]] | None = None) -> RecallBlock:
+             ranking: Sequence[tuple[int, float]] | None = None,
+             max_df: float = 1.0) -> RecallBlock:
     """The archived messages most relevant to ``query_text``, as one recall block.
 
     Messages matching any query term are ranked by BM25 (best first); each is expanded
@@ -530,6 +592,8 @@ def retrieve(store: Any, session_id: str, query_text: str, *,
         max_units: at most this many units.
         ranking: ``(ordinal, score)`` best first from another ranker (e.g. embeddings);
             default: the index's BM25 :meth:`RecallIndex.search`.
+        max_df: look up only query terms in at most this share of the session's
+            messages (see :meth:`RecallIndex.search`; 1.0: every term).
 
     Returns:
         The block (falsy, with empty text, when nothing relevant fits).
@@ -541,8 +605,8 @@ def retrieve(store: Any, session_id: str, query_text: str, *,
         return RecallBlock("", (), 0, query_text)
     terms = query_terms(query_text)
     excluded = set(exclude_ordinals)
-    hits = ix.search(session_id, query_text, limit=CANDIDATES) if ranking is None \
-        else list(ranking)
+    hits = ix.search(session_id, query_text, limit=CANDIDATES, max_df=max_df) \
+        if ranking is None else list(ranking)
     Unit = list[tuple[int, Mapping[str, Any], int | None]]
     chosen: list[tuple[Unit, int]] = []        # (unit, its tokens), best first
     taken: set[int] = set()
@@ -684,7 +748,7 @@ class RecallResult:
 
 async def with_recall(compactor: Any, result: Any, *, session_id: str | None,
                       share: float = DEFAULT_RECALL_SHARE,
-                      index: RecallIndex | None = None) -> RecallResult:
+                      index: RecallIndex | None = None, max_df: float = 1.0) -> RecallResult:
     """The driver hook: after ``result = await compactor.compact_if_needed(...)``,
     recall archived spans relevant to the newest user turn into what is sent.
 
@@ -701,6 +765,7 @@ async def with_recall(compactor: Any, result: Any, *, session_id: str | None,
         session_id: the call's session id (None: the default session).
         share: share of the usable window the block may take, in [0, 1].
         index: the recall index (default: the store's).
+        max_df: see :func:`retrieve` (1.0: every query term is looked up).
     """
     store = getattr(compactor, "store", None)
     msgs = list(result.messages)
@@ -721,7 +786,8 @@ async def with_recall(compactor: Any, result: Any, *, session_id: str | None,
         ix.update(store, sid, fmt=fmt)
         excluded = ordinals_in_context(ix.branch_hashes(sid), msgs)
         return retrieve(store, sid, query, exclude_ordinals=excluded, budget_tokens=budget,
-                        counter=compactor.counter, fmt=fmt, index=ix, update=False)
+                        counter=compactor.counter, fmt=fmt, index=ix, update=False,
+                        max_df=max_df)
 
     block = await asyncio.to_thread(run)
     return RecallResult(place_recall(msgs, fmt, block), block)

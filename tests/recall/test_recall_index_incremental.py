@@ -102,3 +102,40 @@ def test_index_file_is_private(store):
         assert (store.root / INDEX_FILE).exists()
     finally:
         ix.close()
+
+
+def test_nodes_just_archived_are_indexed_without_reading_the_archive(store, index):
+    """The driver hands over the nodes it has just archived: the index takes them without
+    reading the archive and ends equal to an index built from the archive (same branch,
+    same units, same ranking); nodes that do not continue the indexed tip make it read."""
+    from compactor._store import ArchiveNode, chain_id, content_hash
+    h = fact_history(30)
+    archive(store, "s", h[:11])                 # ends inside the config tool pair (10, 11)
+    counting = CountingStore(store)
+    index.update(counting, "s")
+    prev = store.branch_hashes("s")
+    tip = ""
+    for hh in prev:
+        tip = chain_id(tip, hh)
+    nodes = []
+    for i, m in enumerate(h[11:], 11):
+        hh = content_hash(m)
+        nodes.append(ArchiveNode(i, hh, tip, m))
+        tip = chain_id(tip, hh)
+    store.append("s", nodes)
+    reads = counting.reads
+    assert index.add(counting, "s", nodes) == len(h) - 11
+    assert counting.reads == reads
+    fresh = RecallIndex(None)
+    try:
+        fresh.update(store, "s")
+        assert index.branch_hashes("s") == fresh.branch_hashes("s")
+        # one unit: the assistant's text (9), its tool_use (10) and the result (11)
+        assert [o for o, _ in index.span("s", 11)] == [9, 10, 11]
+        assert index.span("s", 11) == fresh.span("s", 11)
+        for q in ("merchant id", "staging region", "build 17 green"):
+            assert index.search("s", q) == fresh.search("s", q)
+    finally:
+        fresh.close()
+    assert index.add(counting, "s", nodes[3:5]) == 0    # not at the tip: reads, no change
+    assert counting.reads == reads + 1
