@@ -351,3 +351,27 @@ async def test_compact_sync_inside_a_running_loop(tmp_path):
         assert r.compacted and r.tokens_after < r.tokens_before
     finally:
         comp.close()
+
+
+@pytest.mark.parametrize("follow_result", [False, True], ids=["full-history", "from-result"])
+async def test_shortened_tool_results_stay_shortened_and_archived_whole(tmp_path, follow_result):
+    """With overflow='truncate_tool_results' a kept tool result is shortened in the context;
+    the next call (full history or from the result) keeps the shortened copy, while the
+    archive holds the original."""
+    from compactor import PlanConfig
+
+    store = SessionStore(tmp_path)
+    comp = MessageCompactor(counter=HeuristicCounter(), window=1200, store=store,
+                            config=PlanConfig(overflow="truncate_tool_results"))
+    call, res = a_calls("read_file")
+    res["content"][0]["content"] = "line of a very long file\n" * 400
+    sent = [a_user("read the file please"), call, res]
+    r = await comp.compact_if_needed(sent, session_id="t")
+    shortened = [m for m in r.messages if m is not res and m.get("role") == "user"
+                 and isinstance(m.get("content"), list)]
+    assert r.compacted and shortened
+    assert len(json.dumps(shortened[-1])) < len(json.dumps(res)) // 2
+    nxt = (list(r.messages) if follow_result else list(sent)) + [a_text("done"), a_user("next")]
+    r2 = await comp.compact_if_needed(nxt, session_id="t")
+    assert len(json.dumps(r2.messages)) < len(json.dumps(sent)) // 2
+    assert canon(store.restore("t")) == canon(sent + nxt[-2:])
