@@ -748,7 +748,9 @@ class RecallResult:
 
 async def with_recall(compactor: Any, result: Any, *, session_id: str | None,
                       share: float = DEFAULT_RECALL_SHARE,
-                      index: RecallIndex | None = None, max_df: float = 1.0) -> RecallResult:
+                      index: RecallIndex | None = None, max_df: float = 1.0,
+                      chains: Sequence[str] | None = None,
+                      exclude_ordinals: Iterable[int] | None = None) -> RecallResult:
     """The driver hook: after ``result = await compactor.compact_if_needed(...)``,
     recall archived spans relevant to the newest user turn into what is sent.
 
@@ -766,6 +768,12 @@ async def with_recall(compactor: Any, result: Any, *, session_id: str | None,
         share: share of the usable window the block may take, in [0, 1].
         index: the recall index (default: the store's).
         max_df: see :func:`retrieve` (1.0: every query term is looked up).
+        chains: the session state's chain ids (``SessionState.chains``): when the index
+            is at that tip already (the driver fed it with :meth:`RecallIndex.add`), the
+            archive is not read.
+        exclude_ordinals: the ordinals whose original is in ``result.messages`` verbatim,
+            when the caller knows them (the driver does: its view); default: found by
+            hashing ``result.messages`` (:func:`ordinals_in_context`).
     """
     store = getattr(compactor, "store", None)
     msgs = list(result.messages)
@@ -783,8 +791,9 @@ async def with_recall(compactor: Any, result: Any, *, session_id: str | None,
 
     def run() -> RecallBlock:
         ix = index or RecallIndex.for_store(store)
-        ix.update(store, sid, fmt=fmt)
-        excluded = ordinals_in_context(ix.branch_hashes(sid), msgs)
+        ix.update(store, sid, fmt=fmt, chains=chains)
+        excluded = set(exclude_ordinals) if exclude_ordinals is not None else \
+            ordinals_in_context(ix.branch_hashes(sid), msgs)
         return retrieve(store, sid, query, exclude_ordinals=excluded, budget_tokens=budget,
                         counter=compactor.counter, fmt=fmt, index=ix, update=False,
                         max_df=max_df)

@@ -64,3 +64,24 @@ async def test_no_store_or_no_share_sends_the_result_as_is(tmp_path):
     c2, _, r2 = await _compacted(store, "which region is staging in?")
     rr2 = await with_recall(c2, r2, session_id="s", share=0.0)
     assert not rr2.block and rr2.messages == list(r2.messages)
+
+
+async def test_driver_knowledge_gives_the_same_block_without_reading_the_archive(tmp_path):
+    """Given the session state's chain ids and view (what the driver knows), the hook reads
+    no archive (the index is at that tip) and recalls exactly what the default, which
+    hashes the context and reads the archive, recalls."""
+    store = SessionStore(tmp_path / "store")
+    c, h, r = await _compacted(store, "Remind me: which region is the staging database in?")
+    default = await with_recall(c, r, session_id="s")
+    s = c.session("s")
+    in_view = {o for o, hh in s.view if o is not None and s.branch[o] == hh}
+    reads = []
+    real = store.records
+    store.records = lambda sid: (reads.append(sid), real(sid))[1]
+    try:
+        rr = await with_recall(c, r, session_id="s", chains=list(s.chains),
+                               exclude_ordinals=in_view)
+    finally:
+        del store.records
+    assert reads == []
+    assert rr.block == default.block and rr.messages == default.messages
