@@ -1,11 +1,10 @@
 """LangChain's ``trim_messages`` as a benchmark strategy, and the conversions it needs.
 
 Our histories are provider dicts (Anthropic Messages API or OpenAI chat); ``trim_messages``
-works on LangChain messages. :func:`to_langchain` maps them to the representation a
-LangChain agent holds for either provider (``AIMessage.tool_calls`` and one ``ToolMessage``
-per tool result, as ``langchain-anthropic`` and ``langchain-openai`` produce; Anthropic
-``tool_use`` blocks also stay in the ``AIMessage`` content, as ``langchain-anthropic``
-keeps them and ``count_tokens_approximately`` expects), and
+works on LangChain messages. The conversions are the public ones of
+:mod:`compactor.adapters.langchain`: :func:`to_langchain` maps them to the representation a
+LangChain agent holds for either provider (Anthropic ``tool_use`` blocks also stay in the
+``AIMessage`` content, as ``count_tokens_approximately`` expects), and
 :func:`from_langchain` maps a (possibly trimmed) list back. A trimmed list that keeps a
 ``ToolMessage`` without its ``AIMessage`` maps back to an orphan ``tool_result`` /
 ``tool`` message: exactly the invalid request the provider would receive, which
@@ -16,7 +15,6 @@ Requires ``langchain-core`` (the ``bench`` extra).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -29,152 +27,20 @@ from .._optional import require
 from ._baseline import BaselineResult
 
 require("langchain_core", extra="bench", what="the trim_messages strategy")
-from langchain_core.messages import (AIMessage, BaseMessage, HumanMessage,  # noqa: E402
-                                     SystemMessage, ToolMessage)
+from langchain_core.messages import BaseMessage  # noqa: E402
 from langchain_core.messages.utils import count_tokens_approximately, trim_messages  # noqa: E402
+
+from compactor.adapters.langchain import from_langchain as _from_langchain  # noqa: E402
+from compactor.adapters.langchain import message_to_langchain, to_langchain  # noqa: E402
 
 Message = Mapping[str, Any]
 
 
 # --------------------------------------------------------------------------- conversion
-def message_to_langchain(m: Message, fmt: Format) -> list[BaseMessage]:
-    """One provider message as LangChain messages (a list: an Anthropic user message
-    carrying N tool results becomes N ``ToolMessage`` s, then a ``HumanMessage`` for any
-    other block).
-
-    Raises:
-        ConfigError: a role the format does not have (field ``messages``).
-    """
-    role = m.get("role")
-    content = m.get("content")
-    if role in ("system", "developer"):
-        return [SystemMessage(content=content if content is not None else "")]
-    if fmt is Format.OPENAI:
-        if role == "user":
-            return [HumanMessage(content=content if content is not None else "")]
-        if role == "tool":
-            return [ToolMessage(content=content if content is not None else "",
-                                tool_call_id=str(m.get("tool_call_id")), name=m.get("name"))]
-        if role == "assistant":
-            calls = [{"id": c["id"], "name": c["function"]["name"],
-                      "args": json.loads(c["function"].get("arguments") or "{}")}
-                     for c in m.get("tool_calls") or []]
-            return [AIMessage(content=content if content is not None else "", tool_calls=calls)]
-    else:
-        if role == "user":
-            if not isinstance(content, list):
-                return [HumanMessage(content=content)]
-            out: list[BaseMessage] = []
-            rest = []
-            for b in content:
-                if isinstance(b, Mapping) and b.get("type") == "tool_result":
-                    out.append(ToolMessage(content=b.get("content", ""),
-                                           tool_call_id=str(b.get("tool_use_id")),
-                                           status="error" if b.get("is_error") else "success"))
-                else:
-                    rest.append(b)
-            if rest:
-                out.append(HumanMessage(content=rest))
-            return out
-        if role == "assistant":
-            if not isinstance(content, list):
-                return [AIMessage(content=content)]
-            # as langchain-anthropic builds it: the blocks stay in content (tool_use
-            # included; count_tokens_approximately counts them there) and the calls are
-            # also on tool_calls
-            calls = [{"id": b["id"], "name": b["name"], "args": b.get("input", {})}
-                     for b in content if isinstance(b, Mapping) and b.get("type") == "tool_use"]
-            return [AIMessage(content=list(content), tool_calls=calls)]
-    raise ConfigError(f"role {role!r} cannot be converted for the {fmt.value} format",
-                      field="messages")
-
-
-def to_langchain(messages: Sequence[Message], fmt: Format, *,
-                 system: Any = None) -> list[BaseMessage]:
-    """``messages`` as LangChain messages; an Anthropic top-level ``system`` (str or text
-    blocks) becomes a leading ``SystemMessage`` (what ``include_system=True`` keeps)."""
-    out: list[BaseMessage] = []
-    if system:
-        out.append(SystemMessage(content=system if isinstance(system, str) else list(system)))
-    for m in messages:
-        out.extend(message_to_langchain(m, fmt))
-    return out
-
-
-def _ai_to_dict(m: AIMessage, fmt: Format) -> dict[str, Any]:
-    if fmt is Format.OPENAI:
-        d: dict[str, Any] = {"role": "assistant", "content": m.content if m.content != ""
-                             or not m.tool_calls else None}
-        if m.tool_calls:
-            d["tool_calls"] = [{"id": c["id"], "type": "function",
-                                "function": {"name": c["name"],
-                                             "arguments": json.dumps(c["args"])}}
-                               for c in m.tool_calls]
-        return d
-    content = m.content
-    if isinstance(content, list) and any(isinstance(b, Mapping) and b.get("type") == "tool_use"
-                                         for b in content):
-        return {"role": "assistant", "content": list(content)}   # tool_use blocks in content
-    if not m.tool_calls:
-        return {"role": "assistant", "content": content}
-    blocks: list[Any] = ([{"type": "text", "text": content}] if isinstance(content, str)
-                         and content else list(content) if isinstance(content, list) else [])
-    blocks += [{"type": "tool_use", "id": c["id"], "name": c["name"], "input": c["args"]}
-               for c in m.tool_calls]
-    return {"role": "assistant", "content": blocks}
-
-
-def _tool_block(m: ToolMessage) -> dict[str, Any]:
-    b: dict[str, Any] = {"type": "tool_result", "tool_use_id": m.tool_call_id,
-                         "content": m.content}
-    if m.status == "error":
-        b["is_error"] = True
-    return b
-
-
 def from_langchain(messages: Sequence[BaseMessage], fmt: Format) -> list[dict[str, Any]]:
-    """LangChain messages back to provider dicts of ``fmt``.
-
-    Anthropic: ``SystemMessage`` s are dropped (the system prompt is a top-level parameter);
-    a run of ``ToolMessage`` s becomes one ``user`` message of ``tool_result`` blocks, and a
-    ``HumanMessage`` with block content directly after such a run joins it (the shape
-    :func:`message_to_langchain` split). OpenAI: one dict per message.
-
-    Raises:
-        ConfigError: a message type other than system/human/AI/tool (field ``messages``).
-    """
-    out: list[dict[str, Any]] = []
-    run: list[Any] | None = None   # content of the open Anthropic tool-result user message
-    for m in messages:
-        if isinstance(m, ToolMessage):
-            if fmt is Format.OPENAI:
-                d: dict[str, Any] = {"role": "tool", "tool_call_id": m.tool_call_id,
-                                     "content": m.content}
-                if m.name is not None:
-                    d["name"] = m.name
-                out.append(d)
-                continue
-            if run is None:
-                run = []
-                out.append({"role": "user", "content": run})
-            run.append(_tool_block(m))
-            continue
-        if isinstance(m, HumanMessage) and run is not None and isinstance(m.content, list):
-            run.extend(m.content)
-            run = None
-            continue
-        run = None
-        if isinstance(m, SystemMessage):
-            if fmt is Format.OPENAI:
-                out.append({"role": "system", "content": m.content})
-        elif isinstance(m, HumanMessage):
-            out.append({"role": "user", "content": m.content})
-        elif isinstance(m, AIMessage):
-            out.append(_ai_to_dict(m, fmt))
-        else:
-            raise ConfigError(f"cannot convert a {type(m).__name__} back to {fmt.value}",
-                              field="messages")
-    return out
+    """:func:`compactor.adapters.langchain.from_langchain` without the system prompt (the
+    bench passes it separately): LangChain messages back to provider dicts of ``fmt``."""
+    return _from_langchain(messages, fmt)[0]
 
 
 # --------------------------------------------------------------------------- strategy
