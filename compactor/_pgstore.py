@@ -48,7 +48,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterator, Mapping, Sequence
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ._errors import ConfigError
 from ._store import (STATE_SCHEMA_VERSION, ArchiveNode, FileSessionStore, SessionStat,
@@ -247,7 +247,7 @@ class PostgresStore:
         url: a libpq URL, ``postgresql://user[:password]@host[:port]/dbname[?...]``
             (or any libpq connection string).
         schema: tables in this schema (it must exist; default: the URL's
-            ``search_path``, normally ``public``).
+            ``search_path``, normally ``public``); it replaces the URL's ``options``.
         migrate: apply missing migrations on open (False: only check that the schema is
             at :data:`SCHEMA_VERSION`).
         min_size / max_size: connections the pool keeps open / may open (each
@@ -284,7 +284,14 @@ class PostgresStore:
         self._pool: ConnectionPool[Any] = ConnectionPool(
             url, min_size=min_size, max_size=max_size, kwargs=kwargs, open=False,
             name="compactor-store", timeout=max(30.0, connect_timeout_s))
-        self._pool.open(wait=True, timeout=connect_timeout_s)
+        try:
+            self._pool.open(wait=True, timeout=connect_timeout_s)
+        except PoolTimeout:
+            self._pool.close()
+            raise ConfigError(f"{self.location}: the pool could not open {min_size} "
+                              f"connection(s) within {connect_timeout_s:g} s; fix: check the "
+                              "server's max_connections, or pass a smaller min_size",
+                              field="store") from None
         self._held = threading.local()
 
     # ------------------------------------------------------------------ lifecycle
@@ -317,7 +324,8 @@ class PostgresStore:
     def lock(self, session_id: str) -> Iterator[None]:
         """Hold the session's cross-process lock (``pg_advisory_lock``) for the ``with``
         block: one holder at a time across threads, processes and hosts; reentrant in the
-        holding thread. Waits as long as another holder keeps it.
+        holding thread (which is the thread that must leave the block). Waits as long as
+        another holder keeps it.
 
         Raises:
             ConfigError: an id that cannot name a session.
