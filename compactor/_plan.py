@@ -13,19 +13,25 @@ Decision rules (defaults in :class:`PlanConfig`):
    progress, and (optionally) the first user message. Floor + summary must fit the window,
    else :class:`ContextOverflowError` (or, when chosen explicitly, old tool results in the
    floor are shortened: ``overflow="truncate_tool_results"``).
-3. Walking back from the end, keep whole recent units while the total stays under
-   ``low_watermark`` x window; keep more, up to ``keep_recent`` messages, while the total
-   stays under the midpoint of the two watermarks (so the next compaction is not
-   immediately due). Everything older that is not in the floor goes into the summary,
-   including the previous summary (rolling summaries stay one message).
+3. Tool-result clearing first: old tool results (all but the last ``clear_keep_last``
+   tool uses') are replaced by placeholders, oldest first, until the request reaches the
+   low watermark; if that brings it under the watermarks' midpoint, the plan only clears.
+4. Otherwise, walking back from the end, keep whole recent units while the total (the
+   summary counted at its budget) stays under ``low_watermark`` x window; keep more, up
+   to ``keep_recent`` messages, while it stays under the midpoint of the two watermarks.
+   Everything older that is not in the floor goes into the summary, including the
+   previous summary (rolling summaries stay one message). When the summary comes out
+   shorter than its budget, :func:`fill_target` keeps more recent units in the room it
+   left, so the result uses the target.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ._clearing import Clearing, clear, plan_clearings
 from ._errors import ConfigError, ContextOverflowError
 from ._format import SUMMARY_CLOSE, SUMMARY_OPEN, Format, blocks, tool_result_text
 from ._tokens import MESSAGE_OVERHEAD, TokenCounter
@@ -55,6 +61,12 @@ class PlanConfig:
         summary_share: the summary may take at most this share of the low-watermark target.
         overflow: ``"raise"`` (default) or ``"truncate_tool_results"`` -- when the floor does
             not fit, shorten the longest tool results in it (the originals stay archived).
+        clear_tool_results: before summarizing, replace old tool results (all but those of
+            the last ``clear_keep_last`` tool uses, not of ``clear_exclude_tools``, at least
+            ``clear_min_tokens`` tokens long, not pinned) with a placeholder holding the
+            archive reference and their identifiers (``compactor._clearing``); when that
+            brings the request under the watermarks' midpoint, nothing is summarized.
+            Off by default until the driver runs clear-only plans (no summarizer call).
 
     Raises:
         ConfigError: a value is out of range (the message names the field).
@@ -67,6 +79,10 @@ class PlanConfig:
     max_summary_tokens: int = 2000
     summary_share: float = 0.75
     overflow: str = "raise"
+    clear_tool_results: bool = False
+    clear_keep_last: int = 3
+    clear_exclude_tools: tuple[str, ...] = ()
+    clear_min_tokens: int = 100
 
     def __post_init__(self) -> None:
         if not 0.0 < self.high_watermark <= 1.0:
@@ -84,6 +100,15 @@ class PlanConfig:
         if not 0.0 <= self.summary_share <= 1.0:
             raise ConfigError(f"summary_share must be in [0, 1], got {self.summary_share}",
                               field="summary_share")
+        if not isinstance(self.clear_keep_last, int) or self.clear_keep_last < 0:
+            raise ConfigError(f"clear_keep_last must be an integer >= 0, got "
+                              f"{self.clear_keep_last!r}; fix: e.g. 3", field="clear_keep_last")
+        if not isinstance(self.clear_min_tokens, int) or self.clear_min_tokens < 0:
+            raise ConfigError(f"clear_min_tokens must be an integer >= 0, got "
+                              f"{self.clear_min_tokens!r}; fix: e.g. 100", field="clear_min_tokens")
+        if isinstance(self.clear_exclude_tools, str):
+            raise ConfigError("clear_exclude_tools must be a tuple of tool names, not a string; "
+                              'fix: e.g. ("read_file",)', field="clear_exclude_tools")
         if self.overflow not in _OVERFLOW_POLICIES:
             raise ConfigError(f"overflow must be one of {_OVERFLOW_POLICIES}, got "
                               f"{self.overflow!r}", field="overflow")
@@ -105,7 +130,10 @@ class Plan:
     ``kept``: message indices kept verbatim, in order. ``evicted``: message indices that go
     into the summary (the previous summary's index among them). ``summary_budget``: the
     tokens the summary may take (0: no summary is inserted). ``tokens_after`` assumes the
-    summary uses its whole budget.
+    summary uses its whole budget. ``cleared``: tool results of kept messages replaced by
+    placeholders (see ``compactor._clearing``; ``tokens_saved`` each, for the ledger); a
+    plan with ``cleared`` and no ``evicted`` only clears (``reason`` "tool results
+    cleared"; no summary is needed).
     """
 
     compact: bool
@@ -122,6 +150,7 @@ class Plan:
     units_evicted: int = 0
     floor_tokens: int = 0
     truncations: tuple[Truncation, ...] = field(default=())
+    cleared: tuple[Clearing, ...] = field(default=())
 
     @property
     def evicted_units_exist(self) -> bool:
@@ -172,6 +201,29 @@ def plan(messages: Sequence[Mapping[str, Any]], fmt: Format, counts: Sequence[in
         units = group_units(messages, fmt, pin)
     if not units:
         return Plan(False, "empty history", fmt, window, total, total)
+    clearings: list[Clearing] = []
+    if config.clear_tool_results:
+        pinned = [i for u in units if u.pinned or u.kind == "system" for i in range(u.start, u.end)]
+        cands = plan_clearings(messages, fmt, keep_last=config.clear_keep_last,
+                               exclude_tools=config.clear_exclude_tools,
+                               min_tokens=config.clear_min_tokens, counter=counter, skip=pinned)
+        low_t = config.low_watermark * window
+        after = total
+        for c in cands:  # oldest first, until the target is reached
+            if after <= low_t:
+                break
+            clearings.append(c)
+            after -= c.tokens_saved
+        if clearings:
+            counts = list(counts)
+            for c in clearings:
+                counts[c.index] -= c.tokens_saved
+            mid_t = (config.low_watermark + config.high_watermark) / 2 * window
+            if after <= mid_t:
+                every = tuple(range(len(messages)))
+                return Plan(True, "tool results cleared", fmt, window, total, after,
+                            kept=every, units_kept=len(units), cleared=tuple(clearings),
+                            previous_summary_index=None)
 
     utok = [sum(counts[u.start:u.end]) for u in units]
     last = len(units) - 1
@@ -211,20 +263,10 @@ def plan(messages: Sequence[Mapping[str, Any]], fmt: Format, counts: Sequence[in
     mid = (config.low_watermark + config.high_watermark) / 2 * window
     current = floor + (budget + framing if summarize else 0)
     keep = list(in_floor)
-    recent_msgs = units[last].size
-    for j in range(last - 1, -1, -1):
-        if in_floor[j]:
-            recent_msgs += units[j].size
-            continue
-        if units[j].kind == "summary":
-            break
-        t = utok[j]
-        if current + t <= low or (recent_msgs < config.keep_recent and current + t <= mid):
-            keep[j] = True
-            current += t
-            recent_msgs += units[j].size
-        else:
-            break
+    recent = _keep_recent(units, utok, in_floor, keep, last, config.keep_recent,
+                          lambda r, t, msgs: current + r + t <= low
+                          or (msgs < config.keep_recent and current + r + t <= mid))
+    current += recent
 
     evicted_units = [j for j, kp in enumerate(keep) if not kp]
     prev_summary = next((u.start for u in units if u.kind == "summary"), None)
@@ -236,12 +278,91 @@ def plan(messages: Sequence[Mapping[str, Any]], fmt: Format, counts: Sequence[in
 
     kept_idx = tuple(i for j, u in enumerate(units) if keep[j] for i in range(u.start, u.end))
     ev_idx = tuple(i for j in evicted_units for i in range(units[j].start, units[j].end))
+    kept_set = set(kept_idx)
+    cleared = tuple(c for c in clearings if c.index in kept_set)
     return Plan(True, "forced" if force and total <= config.high_watermark * window
                 else "over the high watermark", fmt, window, total,
                 tokens_after=current, summary_budget=budget if summarize else 0,
                 kept=kept_idx, evicted=ev_idx, previous_summary_index=prev_summary,
                 units_kept=sum(keep), units_evicted=len(evicted_units), floor_tokens=floor,
-                truncations=truncations)
+                truncations=truncations, cleared=cleared)
+
+
+def fill_target(p: Plan, messages: Sequence[Mapping[str, Any]], counts: Sequence[int],
+                summary_tokens: int, config: PlanConfig = PlanConfig(),
+                units: Sequence[Unit] | None = None) -> Plan:
+    """Plan ``p`` with more recent units kept when the summary came out shorter than its
+    budget: the evicted units next to the kept suffix move back into ``kept``, newest
+    first, while the result (with the summary at ``summary_tokens``) stays under the low
+    watermark. Pure. The summary already covers them (a short duplicate, traded for
+    verbatim turns). At least one unit stays evicted; units stay whole.
+
+    Args:
+        p: a plan from :func:`plan` on ``messages``.
+        messages, counts: the same history and per-message tokens the plan was made from.
+        summary_tokens: the summary text's actual tokens.
+        config: the plan's config (its ``low_watermark``).
+        units: ``group_units(messages, p.fmt)`` when the caller has it.
+    """
+    if not p.compact or not p.evicted or summary_tokens >= p.summary_budget:
+        return p
+    if units is None:
+        units = group_units(messages, p.fmt)
+    kept = set(p.kept)
+    low = config.low_watermark * p.window
+    current = p.tokens_after - p.summary_budget + summary_tokens
+    evicted_units = [j for j, u in enumerate(units) if u.start not in kept]
+    movable = [j for j in evicted_units if units[j].kind != "summary"]
+    first_ev = movable[0] if movable else None
+    added: list[int] = []
+    for j in range(len(units) - 1, -1, -1):
+        u = units[j]
+        if u.start in kept:
+            continue
+        if u.kind == "summary" or j == first_ev:
+            break
+        t = sum(counts[u.start:u.end])
+        if current + t > low:
+            break
+        added.append(j)
+        current += t
+    if not added:
+        return p
+    for j in added:
+        kept.update(range(units[j].start, units[j].end))
+    from dataclasses import replace
+
+    return replace(p, kept=tuple(sorted(kept)),
+                   evicted=tuple(i for i in p.evicted if i not in kept),
+                   tokens_after=int(current) + p.summary_budget - summary_tokens,
+                   units_kept=p.units_kept + len(added), units_evicted=p.units_evicted - len(added))
+
+
+def _keep_recent(units: Sequence[Unit], utok: Sequence[int], in_floor: Sequence[bool],
+                 keep: list[bool], last: int, keep_recent: int,
+                 fits: Callable[[float, int, int], bool], start: float = 0) -> float:
+    """Walk back from the end keeping whole units (``keep[j] = True``) while
+    ``fits(recent_tokens, unit_tokens, recent_messages)``; stop at the first that does not
+    fit or at the previous summary. Returns the recent tokens kept (``start`` plus the new
+    ones); floor units are passed over (they are kept anyway)."""
+    recent = start
+    msgs = units[last].size
+    for j in range(last - 1, -1, -1):
+        if in_floor[j]:
+            msgs += units[j].size
+            continue
+        if units[j].kind == "summary":
+            break
+        if keep[j]:
+            msgs += units[j].size
+            continue
+        t = utok[j]
+        if not fits(recent, t, msgs):
+            break
+        keep[j] = True
+        recent += t
+        msgs += units[j].size
+    return recent
 
 
 def _plan_truncations(messages: Sequence[Mapping[str, Any]], units: Sequence[Unit],
@@ -291,17 +412,32 @@ def truncation_notice(removed_chars: int) -> str:
 
 
 def apply(p: Plan, messages: Sequence[Mapping[str, Any]],
-          summary: str | None) -> list[Mapping[str, Any]]:
+          summary: str | None,
+          ordinals: Mapping[int, int | None] | Sequence[int | None] | None = None
+          ) -> list[Mapping[str, Any]]:
     """Execute plan ``p`` on the same ``messages`` it was made from.
 
     Returns the new history in the same format: (OpenAI: the system prompt messages,)
     the summary message (if ``summary`` is non-empty), then the kept messages in their
     original order. Kept messages are the caller's own objects, untouched, except those a
-    truncation shortens (copies).
+    clearing or truncation changes (copies). ``ordinals``: the archive ordinal of each
+    message (by index), cited in clearing placeholders; None when unknown.
     """
     if not p.compact:
         return list(messages)
     kept = [messages[i] for i in p.kept]
+    if p.cleared:
+        by: dict[int, list[Clearing]] = {}
+        for c in p.cleared:
+            by.setdefault(c.index, []).append(c)
+        at = {idx: n for n, idx in enumerate(p.kept)}
+        for idx, cs in by.items():
+            if idx in at:
+                o = None
+                if ordinals is not None:
+                    o = ordinals.get(idx) if isinstance(ordinals, Mapping) else \
+                        (ordinals[idx] if idx < len(ordinals) else None)
+                kept[at[idx]] = clear(kept[at[idx]], cs, o)
     if p.truncations:
         by_msg: dict[int, list[Truncation]] = {}
         for t in p.truncations:
@@ -309,7 +445,7 @@ def apply(p: Plan, messages: Sequence[Mapping[str, Any]],
         pos = {idx: n for n, idx in enumerate(p.kept)}
         for idx, ts in by_msg.items():
             if idx in pos:
-                kept[pos[idx]] = _shorten(messages[idx], ts)
+                kept[pos[idx]] = _shorten(kept[pos[idx]], ts)
     if not summary:
         return kept
     sm = summary_message(summary, p.fmt)
