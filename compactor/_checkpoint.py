@@ -258,7 +258,7 @@ _ERROR = re.compile(r"\b(?:error|exception|traceback|failed|failure|fatal|denied
 _ERROR_LINE = re.compile(r"\s*(?:error|exception|traceback|fatal)\b", re.I)
 _UPDATE = re.compile(r"\b(?:now|instead|actually|change[sd]?|changing|switch(?:ed|ing)?|"
                      r"update[sd]?|no longer|from now on|rather|correction|make it|moved?|"
-                     r"new|revised?|scratch that|replace[sd]?)\b", re.I)
+                     r"revised?|scratch that|replace[sd]?)\b", re.I)
 
 _CUES = {"rule": _RULE, "goal": _GOAL, "pref": _PREF, "decision": _DECISION, "open": _OPEN,
          "next": _NEXT, "error": _ERROR}
@@ -522,6 +522,16 @@ def _sentence_spans(text: str) -> list[tuple[int, int]]:
     return out
 
 
+_BACKREF = re.compile(r"^(?:\S+\s+){0,2}(?:it|this|that|these|those|them|such)\b", re.I)
+
+
+def _continues(sentence: str) -> bool:
+    """Whether a sentence continues the rule before it: it opens with a connective
+    ("This applies...", "Unless...", "Otherwise...") or refers back within its first
+    three words ("Skipping it needs approval.")."""
+    return bool(_RULE_CONT.match(sentence) or _BACKREF.match(sentence))
+
+
 def _strip_speaker(s: str) -> str:
     return _SPEAKER.sub("", _SESSION.sub("", s))
 
@@ -623,12 +633,28 @@ class _Updater:
             # a bound restated in other words ("budget cap $800" -> "keep spend under $300")
             idx = next((i for i in range(len(facts) - 1, -1, -1)
                         if facts[i].limit and facts[i].kind == kind), None)
+        if idx is None and marked and kind != "word":
+            # an update of a value that was stated without a slot ("Deploy to eu-north-5."
+            # ... "Switch to eu-west-2."): the latest identifier the user wrote that has the
+            # same kind and shape is the old value
+            arts = self.cp.artifacts
+            low_v = value.lower()
+            j = next((i for i in range(len(arts) - 1, -1, -1)
+                      if arts[i].slot == kind and arts[i].score >= 3.0
+                      and arts[i].text.lower() != low_v and _shape(arts[i].text) == _shape(value)
+                      and not any(f.value.lower() == arts[i].text.lower() for f in facts)), None)
+            if j is not None:
+                old_it = arts[j]
+                self.superseded.append(Supersession(key, old_it.text, value,
+                                                    old_it.ordinals[0] if old_it.ordinals else None,
+                                                    ordinal))
+                self._drop_slot(key, old_it.text)
+                facts.append(Fact(key, value, kind, text, ordinal, limit))
+                return key
         if idx is None and marked:
             # an update with no matching key: the latest slot whose value looks alike
             idx = next((i for i in range(len(facts) - 1, -1, -1)
                         if facts[i].kind == kind and _shape(facts[i].value) == _shape(value)), None)
-            if idx is None and kind != "word":
-                idx = next((i for i in range(len(facts) - 1, -1, -1) if facts[i].kind == kind), None)
         if idx is not None:
             old = facts[idx]
             if " ".join(old.value.lower().split()) == " ".join(value.lower().split()):
@@ -674,7 +700,7 @@ class _Updater:
             a, b = spans[i]
             # a rule continued in the next sentence ("Never X. This applies to Y.") stays whole
             if role == "user" and has("rule", a, b):
-                while i + 1 < len(spans) and _RULE_CONT.match(
+                while i + 1 < len(spans) and _continues(
                         _strip_speaker(" ".join(text[spans[i + 1][0]:spans[i + 1][1]].split()))):
                     i += 1
                     b = spans[i][1]
@@ -692,11 +718,10 @@ class _Updater:
             slots = detect_slots(body, role, [(k, v) for _, _, k, v in mine])
             slot_key = ""
             for key, value, kind, keyed, at in slots:
-                near = False
-                if not keyed:
-                    pre = body[max(0, at - 64):at]
-                    near = bool(_UPDATE.search(pre[-48:])) or (
-                        pre.rstrip().lower().endswith("to") and _phrase_key(pre) == ("", True))
+                pre = body[max(0, at - 64):at]
+                near = bool(_UPDATE.search(pre[-48:])) or (
+                    not keyed and pre.rstrip().lower().endswith("to")
+                    and _phrase_key(pre) == ("", True))
                 if keyed or near:
                     slot_key = self.set_fact(key, value, kind, keyed, body, ordinal, near,
                                              _is_limit(key, body[max(0, at - 40):at]))
@@ -864,8 +889,9 @@ def _line(key: str, it: Item | Fact) -> str:
 #: other identifiers (up to ``_ARTIFACT_SHARE`` of the budget); then one pool of the
 #: remaining goal, preference, decision, error, open-task and note items ranked by
 #: information per token; then more identifiers if room is left.
-_ESSENTIAL = (("goal", 1, "first"), ("rules", 10**6, "newest"), ("facts", 10**6, "newest"))
-_PASSES = (("goal", 1, "newest"), ("preferences", 3, "newest"), ("next_action", 1, "newest"),
+_ESSENTIAL = (("goal", 1, "first"), ("rules", 10**6, "newest"), ("facts", 10**6, "newest"),
+              ("preferences", 3, "newest"))
+_PASSES = (("goal", 1, "newest"), ("next_action", 1, "newest"),
            ("pending_calls", 10**6, "newest"), ("open_tasks", 5, "newest"),
            ("decisions", 3, "newest"), ("errors", 3, "newest"))
 #: identifier kinds a later turn needs verbatim (must-keep items people check first), and
@@ -1055,7 +1081,8 @@ def parse(text: str) -> Checkpoint:
                 for part in rest.split(";"):
                     t, o = _split_tag(part)
                     if t:
-                        _add_item(cp.artifacts, Item(t, o, _kind_of(t), score=2.0))
+                        # chosen before, so ranked as what people wrote
+                        _add_item(cp.artifacts, Item(t, o, _kind_of(t), score=3.0))
             section = key
             continue
         legacy = {"goals and constraints": "rules", "decisions and progress": "decisions",
@@ -1070,7 +1097,7 @@ def parse(text: str) -> Checkpoint:
             slot, _, value = body.partition(": ")
             if value:
                 cp.facts.append(Fact(slot.strip(), value.strip(), _kind_of(value), "",
-                                     ords[0] if ords else None))
+                                     ords[0] if ords else None, _is_limit(slot, "")))
                 continue
             section_items = cp.notes
         elif section == "next_action":
@@ -1083,7 +1110,11 @@ def parse(text: str) -> Checkpoint:
             w = re.search(r"\s*\(why: (.*)\)$", body)
             if w:
                 body, why = body[:w.start()], w.group(1)
-        _add_item(section_items, Item(body, ords, why=why, score=_score(body, 0) + 1.0))
+        slot = ""
+        if section in ("rules", "preferences", "decisions", "goal"):
+            keyed = [k for k, _, _, ok, _ in detect_slots(body) if ok]
+            slot = keyed[0] if keyed else ""
+        _add_item(section_items, Item(body, ords, slot, why=why, score=_score(body, 0) + 1.0))
     return cp
 
 
