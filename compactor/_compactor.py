@@ -629,7 +629,9 @@ class MessageCompactor:
         total_items, present = 0, 0
         usage: list[dict[str, Any]] = []
         extra: dict[str, Any] = {}
-        if self.summarize and p.summary_budget > 0:   # 0: the plan left no room for one
+        # a plan that only clears old tool results evicts nothing: no summarizer call;
+        # a budget of 0 means the plan left no room for a summary
+        if self.summarize and p.evicted and p.summary_budget > 0:
             kept_text = "\n".join(text_of(m) for m in kept)
             req = _request(span, f, prev, p.summary_budget, self.counter, session_id,
                            kept_text, usage, s.checkpoint, [r.ordinals[i] for i in span_idx],
@@ -640,7 +642,7 @@ class MessageCompactor:
             summary, present = add_missing_facts(summary, items, kept_text, p.summary_budget,
                                                  self.counter)
             total_items = len(items)
-        new = apply(p, work, summary)
+        new = apply(p, work, summary, ordinals=r.ordinals)
         # exact count of the result: kept counts are cached; recount only what changed
         by_id = {id(work[i]): counts[i] for i in p.kept}
         new_counts = [by_id[id(m)] if id(m) in by_id else message_tokens(m, f, self.counter)
@@ -657,6 +659,8 @@ class MessageCompactor:
         if summary:
             sm = summary_message(summary, f)
             summary_pos = next(i for i, m in enumerate(new) if m == sm)
+        elif r.summary_index is not None and r.summary_index in p.kept:
+            summary, summary_pos = s.summary, p.kept.index(r.summary_index)  # kept as it was
         new_hashes = await asyncio.to_thread(_hash_all, new) if len(new) > OFF_LOOP_MESSAGES \
             else _hash_all(new)
         removed = tuple(work[i] for i in p.evicted)
@@ -700,6 +704,9 @@ class MessageCompactor:
             "units_removed": p.units_evicted, "duration_s": round(duration, 6),
             "removed_hashes": list(removed_hashes), "compaction_count": s.compaction_count,
             "archive_ref": archive_ref, "superseded": extra.get("superseded", []),
+            "cleared": [{"ordinal": r.ordinals[c.index], "tool": c.tool,
+                         "tokens_saved": c.tokens_saved} for c in p.cleared],
+            "tokens_cleared": sum(c.tokens_saved for c in p.cleared),
             "summarizer_input_tokens": sum(int(u.get("input_tokens", 0)) for u in usage),
             "summarizer_output_tokens": sum(int(u.get("output_tokens", 0)) for u in usage),
             "cost_usd": price_usage(usage, self.prices),

@@ -375,3 +375,51 @@ async def test_shortened_tool_results_stay_shortened_and_archived_whole(tmp_path
     r2 = await comp.compact_if_needed(nxt, session_id="t")
     assert len(json.dumps(r2.messages)) < len(json.dumps(sent)) // 2
     assert canon(store.restore("t")) == canon(sent + nxt[-2:])
+
+
+@pytest.mark.parametrize("follow_result", [False, True], ids=["full-history", "from-result"])
+async def test_tool_result_clearing_first_then_summary(tmp_path, follow_result):
+    """With clear_tool_results on, old tool results are cleared before anything is
+    summarized (no summarizer call, the ledger lists what was cleared with its archive
+    ordinal); the cleared placeholders stay on the next calls; the archive keeps the
+    originals; every history is valid by the independent checker."""
+    from compactor import PlanConfig
+    from compactor.testing._rules import anthropic_problems
+
+    class Counting:
+        name = "counting"
+        calls = 0
+
+        async def summarize(self, req):
+            Counting.calls += 1
+            return "summary of the earlier turns"
+
+    sink = MemorySink()
+    store = SessionStore(tmp_path)
+    comp = MessageCompactor(counter=HeuristicCounter(), window=3000, store=store, sink=sink,
+                            summarizer=Counting(),
+                            config=PlanConfig(clear_tool_results=True, clear_keep_last=1,
+                                              clear_min_tokens=50))
+    sent = [a_user("inspect the repository")]
+    history = list(sent)
+    results = []
+    for t in range(8):
+        call, res = a_calls("read_file")
+        res["content"][0]["content"] = f"file {t} body ABC-{t:03d} " + "code line\n" * 150
+        results.append(res)
+        new = [call, res, a_text(f"read file {t}"), a_user(f"continue {t}")]
+        sent += new
+        history += new
+        r = await comp.compact_if_needed(history, session_id="c")
+        assert anthropic_problems(r.messages) == []
+        if follow_result:
+            history = list(r.messages)
+    cleared = [c for rec in sink.of("compaction") for c in rec["cleared"]]
+    assert cleared, "some tool results were cleared"
+    first = sink.of("compaction")[0]
+    assert first["cleared"] and first["summarizer"] is None and first["messages_removed"] == 0
+    cleared_ordinals = {c["ordinal"] for c in cleared}
+    assert all(sent[o]["content"][0]["type"] == "tool_result" for o in cleared_ordinals)
+    text = json.dumps(r.messages)
+    assert not any(json.dumps(res["content"][0]["content"]) in text for res in results[:4])
+    assert canon(store.restore("c")) == canon(sent)
