@@ -283,7 +283,10 @@ class PostgresStore:
                         field="store")
         self._pool: ConnectionPool[Any] = ConnectionPool(
             url, min_size=min_size, max_size=max_size, kwargs=kwargs, open=False,
-            name="compactor-store", timeout=max(30.0, connect_timeout_s))
+            name="compactor-store", timeout=max(30.0, connect_timeout_s),
+            # a connection the server dropped (a restart, a failover, an idle timeout) is
+            # replaced when it is handed out, instead of failing the caller's operation
+            check=ConnectionPool.check_connection)
         try:
             self._pool.open(wait=True, timeout=connect_timeout_s)
         except PoolTimeout:
