@@ -28,7 +28,8 @@ def _anthropic_cases():
         "result_order": [a_user("hi"), call,
                          dict(res, content=[{"type": "text", "text": "first"}, *res["content"]])],
         "duplicate_tool_id": [a_user("hi"), call, res, call, res],
-        "misplaced_block": [a_user("hi"), call, res, {"role": "user", "content": call["content"]},
+        "misplaced_block": [a_user("hi"), call, res,
+                            {"role": "user", "content": a_calls("c")[0]["content"]},
                             a_text("x"), a_user("q")],
         "role": [{"role": "system", "content": "s"}, a_user("hi")],
         "empty_content": [a_user("")],
@@ -52,25 +53,68 @@ def _openai_cases():
                            {"role": "assistant", "content": "ok"}],
         "role": [{"role": "human", "content": "u"}],
         "empty_content": [{"role": "user", "content": ""}],
+        "duplicate_result/after-batch": ok[:5] + [ok[3]] + ok[5:],
+        "shape": [{"role": "user", "content": "u"}, ["not", "a", "message"]],
     }
+
+
+def _agree(found, violations, msgs) -> None:
+    """The validator reports the same (rule, message index) pairs as the checker, each with
+    a detail text, and names a tool id of the history for every pairing rule."""
+    assert sorted((b.rule, b.index) for b in found) == \
+        sorted((v.rule, v.index) for v in violations)
+    assert all(v.detail for v in violations)
+    ids = _tool_ids(msgs)
+    for v in violations:
+        if v.rule in ("unanswered_call", "orphan_result", "duplicate_result", "duplicate_tool_id"):
+            assert v.tool_id in ids, v
+
+
+def _tool_ids(msgs) -> set[str]:
+    out = set()
+    for m in (m for m in msgs if isinstance(m, dict)):
+        for b in m.get("content") if isinstance(m.get("content"), list) else []:
+            out.update(str(b[k]) for k in ("id", "tool_use_id") if k in b)
+        out.update(str(c["id"]) for c in m.get("tool_calls") or [])
+        if "tool_call_id" in m:
+            out.add(str(m["tool_call_id"]))
+    return out
 
 
 @pytest.mark.parametrize("rule", sorted(_anthropic_cases()))
 def test_anthropic_rule_is_flagged_by_both_checkers(rule):
     """Each broken Anthropic history is flagged with its rule by the independent checker
-    and by compactor.validate (e.g. a doubled tool_result is duplicate_result)."""
+    and by compactor.validate (e.g. a doubled tool_result is duplicate_result), at the same
+    message indexes."""
     msgs = _anthropic_cases()[rule]
-    rule = rule.split("/")[0]
-    assert rule in {b.rule for b in anthropic_problems(msgs)}
-    assert rule in {v.rule for v in validate(msgs, Format.ANTHROPIC)}
+    found = anthropic_problems(msgs, open_calls_at_end=True)
+    assert rule.split("/")[0] in {b.rule for b in found}
+    _agree(found, validate(msgs, Format.ANTHROPIC), msgs)
 
 
 @pytest.mark.parametrize("rule", sorted(_openai_cases()))
 def test_openai_rule_is_flagged_by_both_checkers(rule):
-    """Each broken OpenAI history is flagged with its rule by both checkers."""
+    """Each broken OpenAI history is flagged with its rule by both checkers, at the same
+    message indexes."""
     msgs = _openai_cases()[rule]
-    assert rule in {b.rule for b in openai_problems(msgs)}
-    assert rule in {v.rule for v in validate(msgs, Format.OPENAI)}
+    found = openai_problems(msgs, open_calls_at_end=True)
+    assert rule.split("/")[0] in {b.rule for b in found}
+    _agree(found, validate(msgs, Format.OPENAI), msgs)
+
+
+@pytest.mark.parametrize("fmt", [Format.ANTHROPIC, Format.OPENAI])
+def test_calls_open_at_the_end_are_unanswered_only_when_not_allowed(fmt):
+    """Tool calls in the last message are allowed while the agent runs its tools, and are
+    unanswered_call (one per id, at that message) when the request must be complete."""
+    if fmt is Format.ANTHROPIC:
+        call, _ = a_calls("a", "b")
+        msgs, check = [a_user("hi"), call], anthropic_problems
+    else:
+        msgs, check = [{"role": "user", "content": "u"}, o_calls("f", "g")[0]], openai_problems
+    assert validate(msgs, fmt) == [] == check(msgs, open_calls_at_end=True)
+    closed = validate(msgs, fmt, allow_open_calls_at_end=False)
+    assert [(v.rule, v.index) for v in closed] == [("unanswered_call", 1)] * 2
+    _agree(check(msgs), closed, msgs)
 
 
 def test_valid_histories_pass_both_checkers():
