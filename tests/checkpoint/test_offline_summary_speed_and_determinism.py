@@ -50,15 +50,15 @@ def _prose(n_chars: int, seed: int) -> str:
 
 
 def test_one_megabyte_message_is_summarized_within_ten_seconds() -> None:
-    """A 1 MB evicted message dense with identifiers is summarized in < 10 s (the quadratic
-    overlap check took 13 s on this kind of text; benchmarks/bench_summarizer_speed.py
+    """A 1 MB evicted message dense with identifiers is summarized in < 10 CPU seconds (the
+    quadratic overlap check took 13 s on this kind of text; benchmarks/bench_summarizer_speed.py
     holds the < 3 s goal)."""
     text = _prose(1_000_000, 3)
     req = SummaryRequest([{"role": "user", "content": text}], Format.ANTHROPIC, None, 2000,
                          HeuristicCounter())
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU seconds: other processes on the machine do not count
     out = ExtractiveSummarizer().summarize_sync(req)
-    assert time.perf_counter() - t0 < 10.0
+    assert time.process_time() - t0 < 10.0
     assert 0 < HeuristicCounter().count(out) <= 2000
 
 
@@ -66,11 +66,11 @@ def test_fact_extraction_time_grows_linearly() -> None:
     """Extracting the facts of 4x the text takes well under 16x the time (linear, not
     quadratic, in the number of items)."""
     small, big = _prose(100_000, 5), _prose(400_000, 5)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     n_small = len(extract_facts(small))
-    t1 = time.perf_counter()
+    t1 = time.process_time()
     n_big = len(extract_facts(big))
-    t2 = time.perf_counter()
+    t2 = time.process_time()
     assert n_big > 3 * n_small
     assert (t2 - t1) < 8 * max(t1 - t0, 1e-3)
 
