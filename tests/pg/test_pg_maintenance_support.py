@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from compactor import ConfigError
-from compactor._store import FileSessionStore
+from compactor._store import FileSessionStore, SessionStoreProtocol
 from pg_support import canon, linear_nodes
 
 MSGS = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"m{i} ü " * 4}
@@ -57,3 +57,12 @@ def test_stat_mark_usage_and_delete(pg_store):
         pg_store.mark("s")
     with pytest.raises(ConfigError, match="no archive"):
         pg_store.restore("s")
+
+
+def test_the_store_offers_every_method_of_the_protocol(pg_store):
+    """PostgresStore has every method SessionStoreProtocol names (a method added to the
+    protocol fails this until the PostgreSQL store has it too)."""
+    names = [n for n in dir(SessionStoreProtocol) if not n.startswith("_")]
+    assert "append" in names and "lock_within" in names
+    assert [n for n in names if not callable(getattr(pg_store, n, None))] == []
+    assert isinstance(pg_store, SessionStoreProtocol)
