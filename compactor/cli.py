@@ -213,9 +213,8 @@ def _open_store(root: str) -> Any:
                              "store's folder (or a path where one may be created)")
     try:
         store = open_store(root)
-        if not os.access(os.path.join(root, "sessions"), os.W_OK | os.X_OK):
-            raise PermissionError(errno.EACCES, "Permission denied",
-                                  os.path.join(root, "sessions"))
+        if not os.access(root, os.W_OK | os.X_OK):   # its layout inside is the store's own
+            raise PermissionError(errno.EACCES, "Permission denied", root)
         return store
     except OSError as e:
         raise CompactorError(f"--store {root}: cannot create or open the session store "
