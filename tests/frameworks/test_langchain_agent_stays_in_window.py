@@ -14,14 +14,15 @@ pytest.importorskip("langchain_openai")
 
 from langchain.agents import create_agent  # noqa: E402
 from langchain_anthropic import ChatAnthropic  # noqa: E402
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage  # noqa: E402
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage  # noqa: E402
 from langchain_core.tools import tool  # noqa: E402
 from langchain_openai import ChatOpenAI  # noqa: E402
 
 from compactor.adapters.langchain import CompactionMiddleware, from_langchain  # noqa: E402
 
-from frameworks_support import (FINAL, MAX_TOKENS, PROMPT, SYSTEM, WINDOW,  # noqa: E402
-                                check_run, make_harness, ticket_report)
+from frameworks_support import (CLEARED, FINAL, MAX_TOKENS, PROMPT, SYSTEM,  # noqa: E402
+                                WINDOW, check_run, cleared_requests, make_harness,
+                                ticket_report)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -49,11 +50,14 @@ def _collect(chunks: list[tuple[str, Any]]) -> tuple[list[BaseMessage], list[Bas
     return produced, final
 
 
-async def test_chat_anthropic_agent_compacts_with_valid_requests_ledger_and_archive(tmp_path: Path):
-    """ChatAnthropic over HTTP, 64 tool turns through ``ainvoke``-style streaming: >= 3
-    compactions, 0 violations at the server, every compaction in the JSONL ledger, and the
-    store restores exactly the history the agent sent (converted by from_langchain)."""
-    h = make_harness(tmp_path)
+@pytest.mark.parametrize("clear", [False, True], ids=["summaries", "clearing"])
+async def test_chat_anthropic_agent_compacts_with_valid_requests_ledger_and_archive(
+        tmp_path: Path, clear: bool):
+    """ChatAnthropic over HTTP, 64 tool turns through async streaming: >= 3 compactions, 0
+    violations at the server, every compaction in the JSONL ledger, and the store restores
+    exactly the history the agent sent (converted by from_langchain); with tool-result
+    clearing on, the cleared results go out as copies of the agent's ToolMessages."""
+    h = make_harness(tmp_path, clear=clear)
     try:
         model = ChatAnthropic(model="claude-sonnet-4-6", base_url=h.server.url, api_key="test-key",
                               max_tokens=MAX_TOKENS, max_retries=0)
@@ -79,6 +83,11 @@ async def test_chat_anthropic_agent_compacts_with_valid_requests_ledger_and_arch
     # kept messages are the agent's own objects: each AIMessage still has its usage
     ais = [m for m in final if isinstance(m, AIMessage)]
     assert len(ais) < 64 and all(m.usage_metadata for m in ais)
+    # each response's usage_metadata calibrated the window
+    assert mw.calibrator.state("claude-sonnet-4-6").observations >= 60
+    cleared = [m for m in final if isinstance(m, ToolMessage) and m.text.startswith(CLEARED)]
+    assert (cleared_requests(h) > 0 and len(cleared) > 0) is clear
+    assert all(m.name == "lookup" and m.tool_call_id.startswith("toolu_") for m in cleared)
 
 
 def test_chat_openai_agent_compacts_through_the_sync_hook(tmp_path: Path):

@@ -22,7 +22,7 @@ from pydantic_ai.providers.openai import OpenAIProvider  # noqa: E402
 from compactor.adapters.pydantic_ai import CompactingHistoryProcessor, from_pydantic_ai  # noqa: E402
 
 from frameworks_support import (FINAL, MAX_TOKENS, PROMPT, SYSTEM, WINDOW, Harness,  # noqa: E402
-                                check_run, make_harness, ticket_report)
+                                check_run, cleared_requests, make_harness, ticket_report)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -67,11 +67,14 @@ async def _check(h: Harness, sid: str, produced: list[Any], output: Any) -> None
     check_run(h, sid, sent)
 
 
-async def test_anthropic_model_agent_compacts_with_valid_requests_ledger_and_archive(tmp_path: Path):
+@pytest.mark.parametrize("clear", [False, True], ids=["summaries", "clearing"])
+async def test_anthropic_model_agent_compacts_with_valid_requests_ledger_and_archive(
+        tmp_path: Path, clear: bool):
     """AnthropicModel over HTTP, 64 tool turns: >= 3 compactions, 0 violations, every
     compaction in the JSONL ledger, restore == the history the agent sent, and every
-    request still carries the agent's system prompt."""
-    h = make_harness(tmp_path)
+    request still carries the agent's system prompt; with tool-result clearing on, the
+    cleared returns go out as copies of the agent's requests."""
+    h = make_harness(tmp_path, clear=clear)
     try:
         model = AnthropicModel("claude-sonnet-4-6",
                                provider=AnthropicProvider(base_url=h.server.url, api_key="test-key"))
@@ -86,6 +89,8 @@ async def test_anthropic_model_agent_compacts_with_valid_requests_ledger_and_arc
     first = calls[-1].json["messages"][0]["content"]
     text = first if isinstance(first, str) else " ".join(b.get("text", "") for b in first)
     assert text.startswith("<conversation_summary>")
+    assert (cleared_requests(h) > 0) is clear
+    assert proc.calibrator.state("claude-sonnet-4-6").observations >= 60
 
 
 async def test_openai_chat_model_agent_compacts_with_valid_requests_ledger_and_archive(tmp_path: Path):
