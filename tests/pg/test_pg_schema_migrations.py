@@ -112,3 +112,17 @@ def test_postgres_url_without_the_extra_names_the_extra(tmp_path):
     assert lines[0] == "FileSessionStore"
     assert lines[1].startswith(MissingExtraError.__name__)
     assert "pip install 'agent-context-compactor[postgres]'" in lines[1]
+
+
+def test_store_migrate_without_the_extra_is_one_line_exit_2(tmp_path):
+    """`compactor store migrate --store postgresql://...` where psycopg is not installed
+    exits 2 with one stderr line naming the postgres extra, and no traceback."""
+    code = ("import sys; sys.modules['psycopg'] = None\n"
+            "from compactor.cli import main\n"
+            "sys.exit(main(['store', 'migrate', '--store', 'postgresql://u@127.0.0.1/db']))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [
+        "compactor: error: a postgresql:// store needs psycopg, which is not installed; fix: "
+        "pip install 'agent-context-compactor[postgres]'"]
