@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from agents import anthropic_agent, canonical, openai_agent, tool_model
+from proxy_agents import anthropic_agent, canonical, openai_agent, tool_model
 from compactor import SessionStore
 from compactor.ledger import read_records
 from compactor.testing import LoopbackServer
