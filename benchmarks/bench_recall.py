@@ -214,7 +214,8 @@ async def agent_loop(calls: int, *, recall: str, clearing: bool, window: int,
     total = sums["input"] + sums["creation"] + sums["read"]
     return {"recall": recall + (f" df<={max_df:g}" if max_df < 1 else ""),
             "clearing": clearing, "calls": calls,
-            "input_tokens": total, "cache_read_share": round(sums["read"] / total, 4),
+            "input_tokens": total, "cache_read_tokens": sums["read"],
+            "cache_read_share": round(sums["read"] / total, 4),
             "cache_creation_tokens": sums["creation"], "uncached_tokens": sums["input"],
             "recall_tokens": sums["recall_tokens"], "compactions": sums["compactions"],
             "questions": sums["questions"], "answered": sums["answered"],
@@ -266,7 +267,7 @@ def _rrf(*rankings: Sequence[tuple[int, float]], k: int = 60) -> list[tuple[int,
 async def locomo(path: Path, *, share: float, budgets: Sequence[float],
                  dense: Dense | None, max_df: float) -> dict[str, Any]:
     convs = load_conversations(path)
-    rankers = ["bm25", "gated"] + (["dense", "hybrid"] if dense else [])
+    rankers = ["bm25", "gated", "bm25+1"] + (["dense", "hybrid"] if dense else [])
     out: dict[str, Any] = {"conversations": len(convs), "probes": 0, "context": 0,
                            "ceiling": 0, "window_share": share, "seconds_retrieve": 0.0,
                            "retrievals": 0}
@@ -307,7 +308,7 @@ async def locomo(path: Path, *, share: float, budgets: Sequence[float],
             out["probes"] += 1
             out["context"] += _contained(ans, ctx)
             out["ceiling"] += _contained(ans, whole)
-            rank: dict[str, Any] = {"bm25": None, "gated": ix.search(
+            rank: dict[str, Any] = {"bm25": None, "bm25+1": None, "gated": ix.search(
                 conv.id, str(p["question"]), limit=CANDIDATES, max_df=max_df)}
             if dense:
                 sims = doc_vecs @ q_vecs[pi]
@@ -321,7 +322,7 @@ async def locomo(path: Path, *, share: float, budgets: Sequence[float],
                     blk = retrieve(store, conv.id, str(p["question"]),
                                    exclude_ordinals=excluded, budget_tokens=int(b * window),
                                    counter=comp.counter, fmt=f, index=ix, update=False,
-                                   ranking=rank[r])
+                                   ranking=rank[r], follow=1 if r == "bm25+1" else 0)
                     out["seconds_retrieve"] += time.perf_counter() - t0
                     out["retrievals"] += 1
                     out[f"{r}@{b:g}"] += _contained(ans, ctx + "\n" + blk.text)
@@ -362,12 +363,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"agent loop: {a.turns} calls, window {a.window:,} tokens, simulated "
                   "prompt cache (>= 1,024 tokens)"
                   + ("" if clearing_fields() else "; PlanConfig has no tool-result clearing"))
-            print(f"{'recall':16} {'clearing':8} {'cache-read share':>16} {'input tok':>10} "
+            print(f"{'recall':16} {'clearing':8} {'cache-read share':>16} {'read tok':>10} "
+                  f"{'input tok':>10} "
                   f"{'recall tok':>10} {'compactions':>11} {'answered':>9} {'ms/call':>8} "
                   f"{'invalid':>7}")
             for r in rows:
                 print(f"{r['recall']:16} {str(r['clearing']):8} {r['cache_read_share']:16.3f} "
-                      f"{r['input_tokens']:10,} {r['recall_tokens']:10,} {r['compactions']:11} "
+                      f"{r['cache_read_tokens']:10,} {r['input_tokens']:10,} {r['recall_tokens']:10,} {r['compactions']:11} "
                       f"{r['answered']:>4}/{r['questions']:<4} {r['recall_ms_per_call']:8.1f} "
                       f"{r['violations']:7}")
     if not a.skip_locomo:
@@ -382,8 +384,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{a.share:.0%} of each; answers contained (share of the ceiling):")
             print(f"  without recall      {lo['context']:5} ({lo['context'] / c:.1%})")
             print(f"  (gated: BM25 over the question's terms found in <= {a.max_df:.0%} of "
-                  "the messages)")
-            for r in ("bm25", "gated", "dense", "hybrid"):
+                  "the messages; bm25+1: each hit with the unit after it)")
+            for r in ("bm25", "bm25+1", "gated", "dense", "hybrid"):
                 for b in budgets:
                     key = f"{r}@{b:g}"
                     if key in lo:

@@ -566,7 +566,7 @@ def retrieve(store: Any, session_id: str, query_text: str, *,
              index: RecallIndex | None = None, update: bool = True,
              max_units: int = 16,
              ranking: Sequence[tuple[int, float]] | None = None,
-             max_df: float = 1.0) -> RecallBlock:
+             max_df: float = 1.0, follow: int = 0) -> RecallBlock:
     """The archived messages most relevant to ``query_text``, as one recall block.
 
     Messages matching any query term are ranked by BM25 (best first); each is expanded
@@ -594,6 +594,8 @@ def retrieve(store: Any, session_id: str, query_text: str, *,
             default: the index's BM25 :meth:`RecallIndex.search`.
         max_df: look up only query terms in at most this share of the session's
             messages (see :meth:`RecallIndex.search`; 1.0: every term).
+        follow: also take this many units right after each hit (the answer to a
+            question, the outcome of a step), when they are not in the context.
 
     Returns:
         The block (falsy, with empty text, when nothing relevant fits).
@@ -620,6 +622,11 @@ def retrieve(store: Any, session_id: str, query_text: str, *,
         unit = ix.span(session_id, o)
         if not unit or all(u in excluded for u, _ in unit):
             continue
+        for _ in range(follow):               # the units right after it (the reply)
+            nxt = ix.span(session_id, unit[-1][0] + 1)
+            if not nxt or any(u in taken or u in excluded for u, _ in nxt):
+                break
+            unit = unit + nxt
         taken.update(u for u, _ in unit)
         fitted = _fit([(u, m, None) for u, m in unit], budget_tokens - used, counter, terms)
         if fitted is not None:
