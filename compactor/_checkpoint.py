@@ -70,7 +70,7 @@ _ORD_TAG = re.compile(r"\s*\[#(\d+(?:,\s*#?\d+)*)\]\s*$")
 #: Storage caps (items kept in the JSON state per section; the oldest routine items go
 #: first). They bound the session state; rendering picks what fits the budget.
 CAPS = {"goal": 8, "rules": 60, "preferences": 40, "facts": 120, "decisions": 40,
-        "open_tasks": 30, "pending_calls": 20, "errors": 30, "artifacts": 300, "notes": 300}
+        "open_tasks": 30, "pending_calls": 20, "errors": 30, "artifacts": 500, "notes": 300}
 
 
 # --------------------------------------------------------------------------- schema
@@ -432,6 +432,10 @@ class _Value:
     value: str
 
 
+#: How the assistant states a value: a copula or "set ... to" right before it.
+_STATED = re.compile(r"\b(?:is|are|was|were|be|becomes|became|equals|=|set to|changed to|"
+                     r"updated to|now)\s*`?$", re.I)
+
 _CURRENCY_WORDS = ("dollar", "euro", "pound", "buck", "usd", "eur", "gbp", "percent", "per cent")
 
 
@@ -719,9 +723,16 @@ class _Updater:
             slot_key = ""
             for key, value, kind, keyed, at in slots:
                 pre = body[max(0, at - 64):at]
-                near = bool(_UPDATE.search(pre[-48:])) or (
+                near = bool(_UPDATE.search(pre[-32:])) or (
                     not keyed and pre.rstrip().lower().endswith("to")
                     and _phrase_key(pre) == ("", True))
+                if role != "user":
+                    # the assistant states a fact only as "<key> is/= <value>" or "set
+                    # <key> to <value>" (its prose is full of labels and narration)
+                    near = False
+                    keyed = keyed and bool(_STATED.search(pre[-40:]))
+                if kind == "code" and not keyed:
+                    continue  # a capitalised word is a value only when a phrase names its slot
                 if keyed or near:
                     slot_key = self.set_fact(key, value, kind, keyed, body, ordinal, near,
                                              _is_limit(key, body[max(0, at - 40):at]))
@@ -819,6 +830,13 @@ def update(prev: Checkpoint | None, messages: Sequence[Mapping[str, Any]], fmt: 
     for key, n in CAPS.items():
         if key == "facts":
             cp.facts = cp.facts[-n:]
+        elif key == "artifacts" and len(cp.artifacts) > n:
+            # values (dates, amounts, ids) before other identifiers, then what people
+            # wrote, then the newest
+            arts = cp.artifacts
+            keep = sorted(range(len(arts)), key=lambda i: (
+                0 if _is_value(arts[i]) else 1, -arts[i].score, -i))[:n]
+            cp.artifacts = [arts[i] for i in sorted(keep)]
         else:
             setattr(cp, key, _cap(getattr(cp, key), n))
     return cp, up.superseded
@@ -899,6 +917,14 @@ _PASSES = (("goal", 1, "newest"), ("next_action", 1, "newest"),
 STRONG_KINDS = frozenset({"url", "email", "path", "date", "amount", "version", "ident", "id",
                           "code"})
 VALUE_KINDS = frozenset({"date", "amount", "id", "email", "url", "version"})
+#: Among values: dates, amounts and ids first, versions last (tool output lists many).
+_KIND_RANK = {"date": 0, "amount": 0, "id": 0, "email": 1, "url": 1, "version": 2}
+
+
+def _is_value(it: Item) -> bool:
+    """An artifact that is a value: of a value kind, or an identifier with a digit
+    (``spike/hyopr-35``, ``rf_smoke_0417``, ``HMAC-SHA256``)."""
+    return it.slot in VALUE_KINDS or (it.slot == "ident" and any(ch.isdigit() for ch in it.text))
 _POOL = ("goal", "preferences", "decisions", "errors", "open_tasks", "notes")
 _ARTIFACT_SHARE = 0.25
 
@@ -984,12 +1010,14 @@ def render(cp: Checkpoint, budget_tokens: int, counter: TokenCounter, *, context
         absent = set(missing([it.text for it in items], said))
         # what people wrote first (score: user 3, assistant 2, tool input 1, tool output 0),
         # then the newest
-        for i in sorted(range(len(items)), key=lambda i: (-items[i].score, -i)):
+        for i in sorted(range(len(items)), key=lambda i: (_KIND_RANK.get(items[i].slot, 1),
+                                                          -items[i].score, -i)):
             if used >= limit:
                 break
             if i in chosen["artifacts"] or i in in_context or items[i].text not in absent:
                 continue
-            if strong is not None and (items[i].slot in kinds) != strong:
+            if strong is not None and (_is_value(items[i]) if kinds is VALUE_KINDS
+                                       else items[i].slot in kinds) != strong:
                 continue
             take("artifacts", i, "; " + items[i].text)
 
