@@ -206,7 +206,8 @@ def message_to_pydantic_ai(m: Mapping[str, Any], tool_names: Mapping[str, str] |
                     texts = []
                 inner = b.get("content", "")
                 parts.append(ToolReturnPart(
-                    tool_name=names.get(b.get("tool_use_id"), ""), tool_call_id=b.get("tool_use_id"),
+                    tool_name=names.get(b.get("tool_use_id"), ""),
+                    tool_call_id=b.get("tool_use_id"),
                     content=inner if isinstance(inner, str) else _text(inner),
                     **({"outcome": "failed"} if b.get("is_error") else {})))
             else:

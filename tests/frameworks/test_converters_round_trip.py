@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 pytest.importorskip("langchain_core")
 pytest.importorskip("pydantic_ai")
 
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage  # noqa: E402
+from langchain_core.messages import (AIMessage, HumanMessage, SystemMessage,  # noqa: E402
+                                     ToolMessage)
 from pydantic_ai.messages import (ModelRequest, ModelResponse, SystemPromptPart,  # noqa: E402
                                   ToolCallPart, ToolReturnPart, UserPromptPart)
 

@@ -117,3 +117,36 @@ def test_chat_openai_agent_compacts_through_the_sync_hook(tmp_path: Path):
     assert last[0] == {"role": "system", "content": SYSTEM}
     assert last[1]["role"] == "system" and last[1]["content"].startswith("<conversation_summary>")
     assert all(m.usage_metadata for m in final if isinstance(m, AIMessage))
+
+
+async def test_checkpointed_thread_is_the_session_across_invocations(tmp_path: Path):
+    """Without a session_id the run's thread_id names the session: a second invocation on
+    the same checkpointed thread continues the compacted state, and the archive holds
+    both invocations in order."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    h = make_harness(tmp_path)
+    config = {**CONFIG, "configurable": {"thread_id": "support-7"}}
+    try:
+        model = ChatAnthropic(model="claude-sonnet-4-6", base_url=h.server.url, api_key="test-key",
+                              max_tokens=MAX_TOKENS, max_retries=0)
+        mw = CompactionMiddleware(h.compactor, window=WINDOW, max_tokens=MAX_TOKENS,
+                                  system=SYSTEM, tools=[lookup])
+        agent = create_agent(model, [lookup], system_prompt=SYSTEM, middleware=[mw],
+                             checkpointer=InMemorySaver())
+        first, again = HumanMessage(PROMPT), HumanMessage("Anything left?")
+        chunks = [c async for c in agent.astream({"messages": [first]}, config,
+                                                 stream_mode=["updates", "values"])]
+        chunks += [c async for c in agent.astream({"messages": [again]}, config,
+                                                  stream_mode=["updates", "values"])]
+    finally:
+        h.server.stop()
+    produced, final = _collect(chunks)
+    # the second invocation's only model call answered at once (the script is done)
+    assert [m.content for m in produced[-2:]] == [FINAL, FINAL]
+    state = h.compactor.session("support-7")
+    assert state.compaction_count >= 3 and h.compactor.session("default").compaction_count == 0
+    sent, _ = from_langchain([first, *produced[:-1], again], "anthropic")
+    assert h.store.restore("support-7") == sent
+    assert final[-1].content == FINAL and final[-2].content == "Anything left?"
+    assert h.server.violations == []

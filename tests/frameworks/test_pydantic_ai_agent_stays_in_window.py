@@ -19,7 +19,8 @@ from pydantic_ai.models.openai import OpenAIChatModel  # noqa: E402
 from pydantic_ai.providers.anthropic import AnthropicProvider  # noqa: E402
 from pydantic_ai.providers.openai import OpenAIProvider  # noqa: E402
 
-from compactor.adapters.pydantic_ai import CompactingHistoryProcessor, from_pydantic_ai  # noqa: E402
+from compactor.adapters.pydantic_ai import (CompactingHistoryProcessor,  # noqa: E402
+                                            from_pydantic_ai)
 
 from frameworks_support import (FINAL, MAX_TOKENS, PROMPT, SYSTEM, WINDOW, Harness,  # noqa: E402
                                 check_run, cleared_requests, make_harness, ticket_report)
@@ -76,8 +77,8 @@ async def test_anthropic_model_agent_compacts_with_valid_requests_ledger_and_arc
     cleared returns go out as copies of the agent's requests."""
     h = make_harness(tmp_path, clear=clear)
     try:
-        model = AnthropicModel("claude-sonnet-4-6",
-                               provider=AnthropicProvider(base_url=h.server.url, api_key="test-key"))
+        provider = AnthropicProvider(base_url=h.server.url, api_key="test-key")
+        model = AnthropicModel("claude-sonnet-4-6", provider=provider)
         proc = CompactingHistoryProcessor(h.compactor, session_id="pa-anthropic", window=WINDOW,
                                           max_tokens=MAX_TOKENS)
         produced, output = await _run(_agent(model, proc))
@@ -93,7 +94,8 @@ async def test_anthropic_model_agent_compacts_with_valid_requests_ledger_and_arc
     assert proc.calibrator.state("claude-sonnet-4-6").observations >= 60
 
 
-async def test_openai_chat_model_agent_compacts_with_valid_requests_ledger_and_archive(tmp_path: Path):
+async def test_openai_chat_model_agent_compacts_with_valid_requests_ledger_and_archive(
+        tmp_path: Path):
     """OpenAIChatModel over HTTP (chat completions), 64 tool turns: the same guarantees."""
     h = make_harness(tmp_path)
     try:
