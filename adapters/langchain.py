@@ -442,6 +442,8 @@ class CompactionMiddleware(_Base):  # type: ignore[misc,valid-type]
         """
         messages = state["messages"]
         kwargs, ctx = self._prepare(messages)
+        if not ctx[0]:      # no conversation message yet: nothing to compact
+            return None
         r = self.compactor.compact_sync(ctx[0], timeout_s=self.timeout_s, **kwargs)
         return self._update(messages, r, ctx)
 
@@ -456,6 +458,8 @@ class CompactionMiddleware(_Base):  # type: ignore[misc,valid-type]
         """
         messages = state["messages"]
         kwargs, ctx = self._prepare(messages)
+        if not ctx[0]:      # no conversation message yet: nothing to compact
+            return None
         r = await self.compactor.compact_if_needed(ctx[0], **kwargs)
         return self._update(messages, r, ctx)
 
