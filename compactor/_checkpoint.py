@@ -65,7 +65,7 @@ _HEADER = "Checkpoint v{v} ({n} messages)"
 _HEADER_RE = re.compile(r"^Checkpoint v(\d+) \((\d+) messages\)")
 _TOOLS = "Tool calls:"
 _KEY_FACTS = "Key facts:"
-_ORD_TAG = re.compile(r"\s*\[#(\d+(?:,\s*#?\d+)*)\]\s*$")
+_ORD_TAG = re.compile(r"\s*\[#(\d+(?:(?:,\s*|-)#?\d+)*)\]\s*$")
 
 #: Storage caps (items kept in the JSON state per section; the oldest routine items go
 #: first). They bound the session state; rendering picks what fits the budget.
@@ -585,17 +585,21 @@ def _cap(items: list[Item], n: int) -> list[Item]:
     return [items[i] for i in sorted(keep)]
 
 
+_CAPWORD = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]{2,}\b")
+_NUM = re.compile(r"\b\d[\d,.:/-]*\b")
+
+
 def _score(sentence: str, n_values: int) -> float:
-    """Information score: content-word density, values, capitalised names, length; a
-    question without a value counts 0.6 of that; fewer than 3 words: 0."""
+    """Information score: content-word density, identifier-like items (``n_values``),
+    capitalised names and numbers; a question without an item counts 0.6 of that;
+    fewer than 3 words: 0."""
     words = re.findall(r"[A-Za-z0-9'$%]+", sentence)
     if len(words) < 3:
         return 0.0
-    if sentence.endswith("?") and not n_values:
-        return 0.6 * _score(sentence[:-1], 0)
     content = [w for w in words if w.lower() not in _STOP]
-    caps = len(re.findall(r"(?<!^)\b[A-Z][a-z]{2,}\b", sentence))
-    return len(content) / len(words) + 1.5 * n_values + 0.5 * caps + min(len(content), 20) / 10
+    sc = len(content) / len(words) + 1.5 * n_values + 0.6 * len(_CAPWORD.findall(sentence)) \
+        + 0.5 * len(_NUM.findall(sentence))
+    return 0.6 * sc if sentence.endswith("?") and not n_values else sc
 
 
 class _Updater:
@@ -738,7 +742,7 @@ class _Updater:
                                              _is_limit(key, body[max(0, at - 40):at]))
             for _, _, kind, v in mine:
                 self.add("artifacts", Item(v, list(ords), kind, score=3.0 if role == "user" else 2.0))
-            sc = _score(body, len(slots))
+            sc = _score(body, len(mine))
             item = Item(s, list(ords), slot_key, score=sc)
             if role != "user" and has("error", a, b):
                 self.add("errors", item)
@@ -939,7 +943,8 @@ def render(cp: Checkpoint, budget_tokens: int, counter: TokenCounter, *, context
 
     Sections in the fixed order of :data:`SECTIONS` (empty ones omitted), then a ``Tool
     calls:`` line; items in their original order, each ending with its ordinals
-    (``[#12]``). Items are chosen by priority until the budget is spent: the first goal,
+    (``[#12]``; the identifiers line and the notes carry one range, ``[#3-#40]``, on the
+    line or title). Items are chosen by priority until the budget is spent: the first goal,
     every rule, the latest facts, preferences, the next action, pending calls and open
     tasks, recent decisions and errors, then identifiers, then notes by score.
     """
@@ -952,7 +957,7 @@ def render(cp: Checkpoint, budget_tokens: int, counter: TokenCounter, *, context
     def cost(key: str, line: str) -> int:
         c = counter.count(line) + 1
         if key not in titled:
-            c += counter.count(dict(SECTIONS)[key] + ":") + 1 + (8 if key == "artifacts" else 0)
+            c += counter.count(dict(SECTIONS)[key] + ":") + 1 + (8 if key in ("artifacts", "notes") else 0)
         return c
 
     def take(key: str, i: int, line: str) -> bool:
@@ -983,7 +988,7 @@ def render(cp: Checkpoint, budget_tokens: int, counter: TokenCounter, *, context
             words = _content(items[i].text)
             if words and len(words - covered) < novelty * len(words):
                 return False
-        if not take(key, i, _line(key, items[i])):
+        if not take(key, i, "- " + items[i].text if key == "notes" else _line(key, items[i])):
             return False
         covered.update(words if key == "notes" else _content(
             items[i].value if isinstance(items[i], Fact) else items[i].text))
@@ -1051,6 +1056,13 @@ def render(cp: Checkpoint, budget_tokens: int, counter: TokenCounter, *, context
             rng = f" [#{ords[0]}-#{ords[-1]}]" if len(ords) > 1 else _tag(ords)
             lines.append(f"{title}: " + "; ".join(items[i].text for i in idx) + rng)
             continue
+        if key == "notes":
+            # notes are many and routine: one ordinal range on the title, not one a line
+            ords = sorted({o for i in idx for o in items[i].ordinals})
+            rng = f" [#{ords[0]}-#{ords[-1]}]" if len(ords) > 1 else _tag(ords)
+            lines.append(f"{title}:{rng}")
+            lines.extend("- " + items[i].text for i in idx)
+            continue
         lines.append(f"{title}:")
         lines.extend(_line(key, items[i]) for i in idx)
     if room_tools and tools:
@@ -1073,7 +1085,7 @@ def _split_tag(line: str) -> tuple[str, list[int]]:
     m = _ORD_TAG.search(line)
     if not m:
         return line.strip(), []
-    return line[:m.start()].strip(), _ords(re.split(r",\s*", m.group(1)))
+    return line[:m.start()].strip(), _ords(re.split(r",\s*|-", m.group(1)))
 
 
 def parse(text: str) -> Checkpoint:
@@ -1082,6 +1094,7 @@ def parse(text: str) -> Checkpoint:
     text = text.replace(SUMMARY_OPEN, "").replace(SUMMARY_CLOSE, "")
     cp = Checkpoint()
     section = "notes"
+    section_ords: list[int] = []
     for raw in text.splitlines():
         line = raw.strip()
         if not line:
@@ -1105,6 +1118,7 @@ def parse(text: str) -> Checkpoint:
         title = head.strip().lower()
         if sep and (title in _TITLE_TO_KEY or line.startswith(_KEY_FACTS)):
             key = "artifacts" if line.startswith(_KEY_FACTS) else _TITLE_TO_KEY[title]
+            section_ords = _split_tag(rest)[1] if key == "notes" else []
             if key == "artifacts" and rest.strip():
                 for part in rest.split(";"):
                     t, o = _split_tag(part)
@@ -1121,6 +1135,8 @@ def parse(text: str) -> Checkpoint:
         body, ords = _split_tag(line[2:] if line.startswith("- ") else line)
         if not body:
             continue
+        if section == "notes" and not ords:
+            ords = list(section_ords)
         if section == "facts":
             slot, _, value = body.partition(": ")
             if value:

@@ -77,7 +77,8 @@ def test_rules_survive_a_small_budget_before_routine_turns() -> None:
 
 
 def test_rendering_is_ordered_and_traceable() -> None:
-    """Sections come in the fixed order and every item line ends with its ordinals."""
+    """Sections come in the fixed order, every item line ends with its ordinals, the
+    notes carry one ordinal range."""
     cp, _ = update(None, SESSION, Format.ANTHROPIC, ORDINALS)
     text = render(cp, 2000, COUNTER)
     lines = text.splitlines()
@@ -88,7 +89,9 @@ def test_rendering_is_ordered_and_traceable() -> None:
     assert titles == [t for t in order if t in titles]
     assert "- Never push to remote until Dana reviews the work. This applies to every branch. [#10]" in lines
     assert "- deploy region: eu-west-2 [#15]" in lines
-    assert all(ln.rstrip().endswith("]") for ln in lines if ln.startswith("- "))
+    notes = lines.index(next(ln for ln in lines if ln.startswith("Notes:")))
+    assert lines[notes] == "Notes: [#11]"  # one range for the routine notes
+    assert all(ln.rstrip().endswith("]") for ln in lines[:notes] if ln.startswith("- "))
     assert "Tool calls: read_file x1 (1 failed)" in lines
 
 
