@@ -18,10 +18,11 @@ Markers, an HTML comment on the line(s) right above the opening fence (visible i
 markdown source):
 
 * ``<!-- file: NAME -->``: the block's text is written to ``NAME`` in the working directory of
-  the page's examples before they run (e.g. the sample ``budgets.toml`` that a later
-  ``compactor budgets check --config budgets.toml`` reads).
+  the page's examples before they run (e.g. the sample ``compactor.toml`` that a later
+  ``compactor budgets check`` reads).
 * ``<!-- not-run: REASON -->``: the block is deliberately not run; it is reported as a skipped
-  test with the reason (pytest ``-ra`` lists them). Keep these rare.
+  test with the reason (pytest ``-ra`` lists them). Keep these rare: at most a fifth of
+  the examples (e.g. a block that needs a PostgreSQL server, or minutes of CPU).
 
 Other blocks (toml, json, untagged output, sh lines that are not ``compactor`` commands) are
 data or sample output, not run.
@@ -204,11 +205,12 @@ def test_blocks_markers_commands_and_exit_codes_are_read_as_written(tmp_path: Pa
 
 
 def test_markers_name_a_reason_or_a_file_and_skips_stay_rare():
-    """Every not-run marker carries a reason, and at most a few blocks are skipped."""
+    """Every not-run marker carries a reason, and at most a fifth of the examples (python
+    blocks and shell blocks with ``compactor`` commands) are not run."""
     assert all(len(b.not_run) >= 10 for b in NOT_RUN), [(b.id, b.not_run) for b in NOT_RUN]
-    examples = [b for b in BLOCKS if b.lang == "python"
-                or (b.lang in SHELL_LANGS and commands(b))]
-    assert len(NOT_RUN) <= max(3, len(examples) // 8), [(b.id, b.not_run) for b in NOT_RUN]
+    examples = [b for b in BLOCKS if b.lang == "python" or commands(b)]
+    skipped = [b for b in examples if b.not_run]
+    assert len(skipped) <= max(3, len(examples) // 5), [(b.id, b.not_run) for b in skipped]
 
 
 @pytest.mark.parametrize("block", PYTHON, ids=[b.id for b in PYTHON])
