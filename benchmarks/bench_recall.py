@@ -42,7 +42,7 @@ import httpx
 
 from compactor import MessageCompactor, PlanConfig, SessionStore
 from compactor._facts import normalize
-from compactor._format import Format, is_summary, text_of
+from compactor._format import Format, is_summary
 from compactor._recall import (CANDIDATES, RecallBlock, RecallIndex, index_text,
                                ordinals_in_context, place_recall, recall_message, retrieve,
                                with_recall)
@@ -326,7 +326,8 @@ async def locomo(path: Path, *, share: float, budgets: Sequence[float],
                     out["seconds_retrieve"] += time.perf_counter() - t0
                     out["retrievals"] += 1
                     out[f"{r}@{b:g}"] += _contained(ans, ctx + "\n" + blk.text)
-    out["ms_per_retrieve"] = round(1000 * out.pop("seconds_retrieve") / max(1, out["retrievals"]), 2)
+    seconds = out.pop("seconds_retrieve")
+    out["ms_per_retrieve"] = round(1000 * seconds / max(1, out["retrievals"]), 2)
     if dense:
         out["dense_ms_per_text"] = round(1000 * dense.seconds / max(1, dense.texts), 2)
     return out
@@ -369,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'invalid':>7}")
             for r in rows:
                 print(f"{r['recall']:16} {str(r['clearing']):8} {r['cache_read_share']:16.3f} "
-                      f"{r['cache_read_tokens']:10,} {r['input_tokens']:10,} {r['recall_tokens']:10,} {r['compactions']:11} "
+                      f"{r['cache_read_tokens']:10,} {r['input_tokens']:10,} "
+                      f"{r['recall_tokens']:10,} {r['compactions']:11} "
                       f"{r['answered']:>4}/{r['questions']:<4} {r['recall_ms_per_call']:8.1f} "
                       f"{r['violations']:7}")
     if not a.skip_locomo:

@@ -658,8 +658,9 @@ def _fit(unit: list[tuple[int, Mapping[str, Any], int | None]], room: int,
          counter: TokenCounter, terms: Sequence[str]
          ) -> tuple[list[tuple[int, Mapping[str, Any], int | None]], int] | None:
     """``(unit, tokens)`` as the unit fits in ``room`` tokens (its text plus a line
-    break and its archive refs): whole, else with each message cut to a common character cap (shrunk until it
-    fits, never below :data:`MIN_CUT_CHARS`); None when it does not fit."""
+    break and its archive refs): whole, else with each message cut to a common character
+    cap (shrunk until it fits, never below :data:`MIN_CUT_CHARS`); None when it does not
+    fit."""
     extra = 1 + counter.count(format_refs(o for o, _, _ in unit) + ",")   # line break, refs
     n = counter.count(_unit_text(unit, terms)) + extra
     if n <= room:
@@ -815,7 +816,8 @@ async def with_recall(compactor: Any, result: Any, *, session_id: str | None,
     return RecallResult(place_recall(msgs, fmt, block), block)
 
 
-__all__ = ["DEFAULT_FOLLOW", "DEFAULT_RECALL_SHARE", "INDEX_FILE", "RECALL_CLOSE", "RECALL_OPEN", "RecallBlock",
-           "RecallIndex", "RecallResult", "format_refs", "newest_user_text",
+__all__ = ["DEFAULT_FOLLOW", "DEFAULT_RECALL_SHARE", "INDEX_FILE", "RECALL_CLOSE",
+           "RECALL_OPEN", "RecallBlock", "RecallIndex", "RecallResult", "format_refs",
+           "newest_user_text",
            "ordinals_in_context", "place_recall", "recall_message", "render_message",
            "retrieve", "with_recall"]
