@@ -28,10 +28,9 @@ from typing import Any
 
 from compactor._errors import ConfigError
 from compactor._format import Format, is_summary
+from compactor._optional import require
 
 from ._calibration import Calibrator
-
-from compactor._optional import require
 
 require("pydantic_ai", extra="pydantic-ai", what="compactor.adapters.pydantic_ai")
 from pydantic_ai import RunContext  # noqa: E402
