@@ -84,7 +84,8 @@ def file_text(k: int) -> str:
 
 def _responder(req: Any) -> Reply:
     """The scripted model: a task gets read_file, read_file's result gets run_tests, the
-    tests' result (or a question) gets an answer."""
+    tests' result (or a question) gets an answer. It reads the user's own text, not a
+    recall block, so recall never changes the course of the loop."""
     msgs = req.json.get("messages") or []
     last = msgs[-1] if msgs else {}
     content = last.get("content")
@@ -98,7 +99,8 @@ def _responder(req: Any) -> Reply:
             return Reply(text="Running its tests.", tool_uses=(("run_tests", {"module": "m"}),))
         return Reply(text="Fixed: the helper chain now checks its input; tests pass. "
                      "Root cause and fix recorded in the ticket. " * 3)
-    text = " ".join(str(b.get("text", "")) for b in blocks if isinstance(b, Mapping))
+    text = " ".join(str(b.get("text", "")) for b in blocks if isinstance(b, Mapping)
+                    and not str(b.get("text", "")).startswith("<recalled_context"))
     if "Question" in text:
         return Reply(text="Answering from what I know of that earlier ticket.")
     return Reply(text="Reading the module.", tool_uses=(("read_file", {"path": "x"}),))
