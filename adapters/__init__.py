@@ -6,6 +6,10 @@ chain that never fails the agent's call.
   package, so it is imported on demand.
 * ``compactor.adapters.openai_http`` -- ``OpenAIChatSummarizer`` and ``compacting_router``
   (httpx only).
+* ``compactor.adapters.langchain`` -- ``CompactionMiddleware`` (a LangChain v1
+  ``AgentMiddleware``) and the LangChain converters (the ``[langchain]`` extra).
+* ``compactor.adapters.pydantic_ai`` -- ``CompactingHistoryProcessor`` and the Pydantic AI
+  converters (the ``[pydantic-ai]`` extra).
 * This module -- the resilience pieces both use: ``RetryPolicy``, ``FallbackChain``,
   ``resilient_compactor``, and the ``Calibrator``.
 """
