@@ -34,6 +34,7 @@ def _anthropic_cases():
         "role": [{"role": "system", "content": "s"}, a_user("hi")],
         "empty_content": [a_user("")],
         "empty_messages": [],
+        "shape": [a_user("hi"), ["not", "a", "message"], a_user("again")],
         # results repeated two messages after their call: not immediately after it
         "orphan_result/late": [a_user("hi"), call2, res2, a_text("x"), res2, a_user("q")],
     }
@@ -54,6 +55,15 @@ def _openai_cases():
         "role": [{"role": "human", "content": "u"}],
         "empty_content": [{"role": "user", "content": ""}],
         "duplicate_result/after-batch": ok[:5] + [ok[3]] + ok[5:],
+        "empty_content/assistant": [{"role": "user", "content": "u"},
+                                    {"role": "assistant", "content": None},
+                                    {"role": "assistant", "content": ""},
+                                    {"role": "user", "content": "k"}],
+        # a bad message does not stop the check: what follows it is judged too
+        "role/then-orphan": [{"role": "human", "content": "u"},
+                             {"role": "tool", "tool_call_id": "zz", "content": "x"}],
+        "shape/then-orphan": [{"role": "user", "content": "u"}, ["not", "a", "message"],
+                              {"role": "tool", "tool_call_id": "zz", "content": "x"}],
         "shape": [{"role": "user", "content": "u"}, ["not", "a", "message"]],
     }
 
@@ -66,8 +76,11 @@ def _agree(found, violations, msgs) -> None:
     assert all(v.detail for v in violations)
     ids = _tool_ids(msgs)
     for v in violations:
-        if v.rule in ("unanswered_call", "orphan_result", "duplicate_result", "duplicate_tool_id"):
+        if v.rule in ("unanswered_call", "orphan_result", "duplicate_result", "duplicate_tool_id",
+                      "arguments_type"):
             assert v.tool_id in ids, v
+    indexes = [-1 if v.index is None else v.index for v in violations]
+    assert indexes == sorted(indexes)
 
 
 def _tool_ids(msgs) -> set[str]:
@@ -174,3 +187,17 @@ def test_incremental_validation_from_any_start_agrees_with_the_checker():
     assert anthropic_problems(a_ok) == []
     for k in range(1, len(a_ok) + 1):
         assert validate(a_ok, Format.ANTHROPIC, start=k) == [], k
+
+
+def test_a_violation_names_its_message_and_tool_id():
+    """str(Violation) names the message index and the tool id when there are any, and the
+    whole list otherwise."""
+    call, _ = a_calls("a")
+    v = validate([a_user("hi"), call, a_user("no results"), a_user("q")], Format.ANTHROPIC)[0]
+    tid = call["content"][0]["id"]
+    assert str(v).startswith("unanswered_call: messages[1] (id ") and repr(tid) in str(v)
+    empty = validate([], Format.OPENAI)[0]
+    assert str(empty).startswith("empty_messages: messages: ") and "(id" not in str(empty)
+    role = validate([{"role": "human", "content": "u"}], Format.OPENAI)[0]
+    assert str(role).startswith("role: messages[0]: ") and "(id" not in str(role)
+
