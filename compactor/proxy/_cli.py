@@ -18,6 +18,7 @@ import httpx
 
 from .._errors import CompactorError, ConfigError
 from .._format import Format
+from .._optional import require
 
 #: The environment variable that may hold the shared token (keeps it out of ``ps``).
 TOKEN_ENV = "COMPACTOR_PROXY_TOKEN"
@@ -132,6 +133,8 @@ def _serve(args: argparse.Namespace, host: str, port: int, token: str | None) ->
     from ._server import ProxyServer, check_bind
 
     check_bind(host, allow_remote=args.allow_remote, token=token)
+    for module in ("starlette", "uvicorn"):     # before anything is created on disk
+        require(module, extra="proxy", what="compactor proxy")
     if not args.max_body_mb > 0:
         raise ConfigError("--max-body-mb must be > 0; fix: e.g. 32", field="max_body_mb")
     settings = ProxySettings(
