@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import logging
@@ -70,6 +71,12 @@ COUNT_TOKENS = "/v1/messages/count_tokens"
 CHAT = "/v1/chat/completions"
 HEALTH = "/compactor/health"
 STATUS = "/compactor/status"
+#: Request bodies larger than this (bytes) are parsed in a thread, off the event loop.
+OFF_LOOP_BYTES = 256 * 1024
+#: Compacted requests estimated above this many tokens are encoded in a thread.
+OFF_LOOP_TOKENS = 64_000
+#: Sessions kept in the status view (the least recently seen are dropped beyond it).
+MAX_TRACKED_SESSIONS = 4096
 #: Response header naming why the proxy answered instead of the upstream.
 UPSTREAM_ERROR_HEADER = "x-compactor-upstream-error"
 
@@ -181,8 +188,14 @@ class ProxyStats:
     sessions: dict[str, SessionStats] = field(default_factory=dict)
 
     def session(self, sid: str, agent: str | None, fmt: Format) -> SessionStats:
+        """The stats of a session (new ones added; beyond :data:`MAX_TRACKED_SESSIONS` the
+        least recently seen tenth is dropped from the view)."""
         s = self.sessions.get(sid)
         if s is None:
+            if len(self.sessions) >= MAX_TRACKED_SESSIONS:
+                old = sorted(self.sessions.values(), key=lambda x: x.last_seen)
+                for x in old[:max(1, MAX_TRACKED_SESSIONS // 10)]:
+                    del self.sessions[x.session_id]
             s = self.sessions[sid] = SessionStats(sid, agent, fmt.value)
         s.last_seen = time.monotonic()
         return s
@@ -358,7 +371,10 @@ class Proxy:
             return got
         upstream, body = got
         send, track = body, None
-        obj = _parse(body) if not request.headers.get("content-encoding") else None
+        obj = None
+        if not request.headers.get("content-encoding"):
+            obj = (await asyncio.to_thread(_parse, body) if len(body) > OFF_LOOP_BYTES
+                   else _parse(body))
         if obj is not None:
             headers = {k.lower(): v for k, v in request.headers.items()}
             out = await self._compact(obj, headers, fmt, upstream)
@@ -428,7 +444,8 @@ class Proxy:
             out = mark_summary(out, obj)
         new = dict(obj)
         new["messages"] = out
-        data = json.dumps(new, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        data = (await asyncio.to_thread(_encode, new) if r.tokens_after > OFF_LOOP_TOKENS
+                else _encode(new))
         return data, (st, inv)
 
     def _invocation(self, agent: str | None, sid: str, model: str | None,
@@ -436,6 +453,8 @@ class Proxy:
         key = (agent, sid)
         inv = self._invocations.get(key)
         if inv is None:
+            while len(self._invocations) >= MAX_TRACKED_SESSIONS:   # the oldest: usage now
+                self._invocations.pop(next(iter(self._invocations))).finish()
             inv = self._invocations[key] = self.monitor.start(
                 agent, session_id=sid, model=model, max_tokens=max_tokens or 0)
         return inv
@@ -480,7 +499,7 @@ class Proxy:
             return self._upstream_failed(fmt, 504, "timeout", e)
         except httpx.HTTPError as e:
             return self._upstream_failed(fmt, 502, "connection", e)
-        return _Relay(self, resp, track)
+        return _relay(self, resp, track)
 
     def _upstream_failed(self, fmt: Format, status: int, kind: str, e: Exception) -> Any:
         self.stats.upstream_errors += 1
@@ -516,6 +535,11 @@ def _parse(body: bytes) -> dict[str, Any] | None:
     return None
 
 
+def _encode(obj: Any) -> bytes:
+    """Compact UTF-8 JSON of a request body."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def _input_price(model: str | None, prices: Mapping[str, tuple[float, float]]) -> float | None:
     """USD per million input tokens of ``model`` (exact name, then fnmatch patterns)."""
     import fnmatch
@@ -538,7 +562,9 @@ def _json(status: int, obj: Any) -> Any:
     return _plain(status, json.dumps(obj).encode())
 
 
+@functools.cache
 def _relay_class() -> Any:
+    """The relay response class (built on first use: starlette is imported lazily)."""
     from starlette.responses import StreamingResponse
 
     class Relay(StreamingResponse):
@@ -585,14 +611,9 @@ def _relay_class() -> Any:
     return Relay
 
 
-_RELAY: Any = None
-
-
-def _Relay(proxy: Proxy, resp: httpx.Response, track: Any) -> Any:  # noqa: N802
-    global _RELAY
-    if _RELAY is None:
-        _RELAY = _relay_class()
-    return _RELAY(proxy, resp, track)
+def _relay(proxy: Proxy, resp: httpx.Response, track: Any) -> Any:
+    """The relay response of an upstream answer."""
+    return _relay_class()(proxy, resp, track)
 
 
 __all__ = ["CHAT", "COUNT_TOKENS", "DEFAULT_ANTHROPIC_UPSTREAM", "DEFAULT_MAX_BODY_BYTES",
