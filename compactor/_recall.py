@@ -68,6 +68,8 @@ CANDIDATES = 64
 MIN_CUT_CHARS = 160
 #: Stop adding units when less room than this is left, in tokens (no message fits).
 MIN_ROOM = 16
+#: Stop after this many candidate units did not fit the room left.
+MAX_MISSES = 8
 #: How long a writer waits for another process's index transaction, in seconds.
 BUSY_TIMEOUT_S = 30.0
 
@@ -618,8 +620,9 @@ def retrieve(store: Any, session_id: str, query_text: str, *,
     taken: set[int] = set()
     frame = counter.count(_render([], terms))
     used = frame
+    misses = 0
     for o, _score in hits:
-        if len(chosen) >= max_units or budget_tokens - used < MIN_ROOM:
+        if len(chosen) >= max_units or budget_tokens - used < MIN_ROOM or misses >= MAX_MISSES:
             break
         if o in taken or o in excluded:
             continue
@@ -636,6 +639,8 @@ def retrieve(store: Any, session_id: str, query_text: str, *,
         if fitted is not None:
             chosen.append(fitted)
             used += fitted[1]
+        else:
+            misses += 1
     # token counts of separate pieces may differ from the count of the joined text by a
     # few tokens: drop the lowest-ranked units until the exact count fits
     while chosen:
@@ -667,14 +672,15 @@ def _fit(unit: list[tuple[int, Mapping[str, Any], int | None]], room: int,
         return unit, n
     longest = max(len(t) for _, m, _ in unit for _, t in _parts(m)) if unit else 0
     cap = longest
-    while True:
-        cap = cap * 2 // 3
+    for _ in range(4):           # aim at the room directly, then shrink: a few counts
+        cap = min(cap * 4 // 5, int(cap * room / max(n, 1)))
         if cap < MIN_CUT_CHARS:
             return None
         cut = [(o, m, cap) for o, m, _ in unit]
         n = counter.count(_unit_text(cut, terms)) + extra
         if n <= room:
             return cut, n
+    return None
 
 
 # --------------------------------------------------------------------------- placement
