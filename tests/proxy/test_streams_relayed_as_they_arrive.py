@@ -26,6 +26,7 @@ class SlowSSE:
 
     def __init__(self) -> None:
         self.sent: list[float] = []
+        self.broken = False
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,14 +42,18 @@ class SlowSSE:
                 self.send_header("content-type", "text/event-stream")
                 self.send_header("transfer-encoding", "chunked")
                 self.end_headers()
-                for i in range(EVENTS):
-                    data = f"event: ping\ndata: {{\"n\": {i}}}\n\n".encode()
-                    self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                try:
+                    for i in range(EVENTS):
+                        data = f"event: ping\ndata: {{\"n\": {i}}}\n\n".encode()
+                        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                        self.wfile.flush()
+                        owner.sent.append(time.monotonic())
+                        time.sleep(GAP_S)
+                    self.wfile.write(b"0\r\n\r\n")
                     self.wfile.flush()
-                    owner.sent.append(time.monotonic())
-                    time.sleep(GAP_S)
-                self.wfile.write(b"0\r\n\r\n")
-                self.wfile.flush()
+                except OSError:           # the reader went away
+                    owner.broken = True
+                    self.close_connection = True
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -83,6 +88,28 @@ def test_each_event_reaches_the_client_when_the_upstream_sends_it() -> None:
         [round(a - s, 3) for a, s in zip(arrived, up.sent)]
     assert got == b"".join(f"event: ping\ndata: {{\"n\": {i}}}\n\n".encode()
                            for i in range(EVENTS))
+
+
+def test_client_that_goes_away_closes_the_upstream_answer() -> None:
+    """A client that stops reading after the first event and closes: the proxy closes the
+    upstream answer too (the upstream's next writes fail; it does not stream to nobody)
+    and counts a client disconnect; nothing stays in flight."""
+    up = SlowSSE()
+    body = {"model": "m", "max_tokens": 8, "stream": True,
+            "messages": [{"role": "user", "content": "hi"}]}
+    try:
+        with served(up.url) as proxy:
+            with httpx.stream("POST", proxy.url + "/v1/messages", json=body, timeout=20,
+                              headers={"x-api-key": "k"}, trust_env=False) as r:
+                next(r.iter_raw())
+            deadline = time.monotonic() + EVENTS * GAP_S + 5
+            while not up.broken and time.monotonic() < deadline:
+                time.sleep(0.05)
+            stats = proxy.proxy.stats
+            assert up.broken and len(up.sent) < EVENTS
+            assert stats.client_disconnects == 1 and stats.in_flight == 0
+    finally:
+        up.httpd.shutdown()
 
 
 def test_usage_read_from_sse_and_gzip_json() -> None:
