@@ -66,7 +66,6 @@ class PlanConfig:
             ``clear_min_tokens`` tokens long, not pinned) with a placeholder holding the
             archive reference and their identifiers (``compactor._clearing``); when that
             brings the request under the watermarks' midpoint, nothing is summarized.
-            Off by default until the driver runs clear-only plans (no summarizer call).
 
     Raises:
         ConfigError: a value is out of range (the message names the field).
@@ -79,7 +78,7 @@ class PlanConfig:
     max_summary_tokens: int = 2000
     summary_share: float = 0.75
     overflow: str = "raise"
-    clear_tool_results: bool = False
+    clear_tool_results: bool = True
     clear_keep_last: int = 3
     clear_exclude_tools: tuple[str, ...] = ()
     clear_min_tokens: int = 100

@@ -110,7 +110,7 @@ def test_fill_target_keeps_more_recent_units_when_the_summary_is_short() -> None
     msgs = _anthropic(12)
     counts = [message_tokens(m, Format.ANTHROPIC, COUNTER) for m in msgs]
     window = int(sum(counts) / 0.8)
-    config = PlanConfig(max_summary_tokens=1500, keep_recent=0)
+    config = PlanConfig(max_summary_tokens=1500, keep_recent=0, clear_tool_results=False)
     p = plan(msgs, Format.ANTHROPIC, counts, overhead_tokens=0, window=window, config=config)
     q = fill_target(p, msgs, counts, 30, config)
     assert len(q.kept) > len(p.kept) and set(q.kept) | set(q.evicted) == set(range(len(msgs)))
