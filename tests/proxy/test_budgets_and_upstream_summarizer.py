@@ -90,6 +90,8 @@ def test_upstream_summarizer_uses_the_callers_upstream_and_cheap_model() -> None
     assert {r.model for r in summary_calls} == {"claude-haiku-4-5", "gpt-4o-mini"}
     assert all(r.had_credentials for r in summary_calls)
     assert {r.path for r in summary_calls} == {"/v1/messages", "/v1/chat/completions"}
-    records = sink.of("compaction")
-    assert records and all(r["summarizer"] == "proxy-upstream" for r in records)
-    assert all(r["summarizer_input_tokens"] > 0 for r in records)
+    # compactions that wrote a summary (a compaction that only clears old tool results
+    # writes none) name the upstream summarizer and its tokens
+    summarized = [r for r in sink.of("compaction") if r["summarizer"] is not None]
+    assert summarized and all(r["summarizer"] == "proxy-upstream" for r in summarized)
+    assert all(r["summarizer_input_tokens"] > 0 for r in summarized)
