@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -54,10 +55,10 @@ RECALL_CLOSE = "</recalled_context>"
 #: File name of the index under the store's root.
 INDEX_FILE = "recall.sqlite3"
 #: Default share of the usable window a recall block may take (``docs/recall.md``: at 10%
-#: of a 25% window, LoCoMo answers in what is sent go from 45% to 84% of the ceiling).
+#: of a 25% window, LoCoMo answers in what is sent go from 51% to 86% of the ceiling).
 DEFAULT_RECALL_SHARE = 0.1
 #: Units taken right after each hit by :func:`with_recall` (the reply to a statement, the
-#: outcome of a step): on LoCoMo at a 10% budget it holds 263 answers instead of 251
+#: outcome of a step): on LoCoMo at a 10% budget it holds 270 answers instead of 258
 #: (``docs/recall.md``).
 DEFAULT_FOLLOW = 1
 #: At most this many query terms are looked up (the first ones of the newest user turn).
@@ -72,6 +73,8 @@ MIN_ROOM = 16
 MAX_MISSES = 8
 #: How long a writer waits for another process's index transaction, in seconds.
 BUSY_TIMEOUT_S = 30.0
+
+log = logging.getLogger("compactor")
 
 _HEADER = ("Archived messages of this conversation relevant to the newest user turn, "
            "verbatim from the session archive ([N] = message ordinal); they are not "
@@ -777,8 +780,9 @@ async def with_recall(compactor: Any, result: Any, *, session_id: str | None,
     result leaves (``result.window - result.tokens_after``, less one message's framing).
     Index update, hashing and retrieval run in a thread, off the event loop. Without a
     store, with ``share <= 0``, or with no room, the result's messages are returned as
-    they are. The history the caller continues from stays ``result.messages``: the
-    block is part of this request only.
+    they are, and so they are when the index cannot be used (a SQLite or OS error is
+    logged on the ``compactor`` logger, never raised). The history the caller continues
+    from stays ``result.messages``: the block is part of this request only.
 
     Args:
         compactor: a :class:`~compactor.MessageCompactor` (its ``store`` and ``counter``).
@@ -818,7 +822,13 @@ async def with_recall(compactor: Any, result: Any, *, session_id: str | None,
                         counter=compactor.counter, fmt=fmt, index=ix, update=False,
                         max_df=max_df, follow=follow)
 
-    block = await asyncio.to_thread(run)
+    try:
+        block = await asyncio.to_thread(run)
+    except (sqlite3.Error, OSError) as e:
+        # recall is an addition: an index that cannot be opened or is locked for too long
+        # never fails the agent's call (the index is derived and catches up next time)
+        log.warning("session %s: recall skipped (%s: %s)", sid, type(e).__name__, e)
+        return RecallResult(msgs, EMPTY)
     return RecallResult(place_recall(msgs, fmt, block), block)
 
 

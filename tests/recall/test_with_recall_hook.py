@@ -85,3 +85,23 @@ async def test_driver_knowledge_gives_the_same_block_without_reading_the_archive
         del store.records
     assert reads == []
     assert rr.block == default.block and rr.messages == default.messages
+
+
+async def test_an_unusable_index_never_fails_the_call(tmp_path, monkeypatch, caplog):
+    """When the index raises a SQLite error (locked past its timeout, unreadable file),
+    the hook sends the result as it is and logs one warning."""
+    import sqlite3
+
+    from compactor._recall import RecallIndex
+
+    store = SessionStore(tmp_path / "store")
+    c, h, r = await _compacted(store, "which region is the staging database in?")
+
+    def locked(*a, **k):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(RecallIndex, "update", locked)
+    with caplog.at_level("WARNING", logger="compactor"):
+        rr = await with_recall(c, r, session_id="s")
+    assert not rr.block and rr.messages == list(r.messages)
+    assert any("recall skipped" in m for m in caplog.messages)
