@@ -21,8 +21,9 @@ markdown source):
   the page's examples before they run (e.g. the sample ``compactor.toml`` that a later
   ``compactor budgets check`` reads).
 * ``<!-- not-run: REASON -->``: the block is deliberately not run; it is reported as a skipped
-  test with the reason (pytest ``-ra`` lists them). Keep these rare: at most a fifth of
-  the examples (e.g. a block that needs a PostgreSQL server, or minutes of CPU).
+  test with the reason (pytest ``-ra`` lists them). Keep these rare (a block that needs a
+  PostgreSQL server, a long-running server or minutes of CPU); more than a third of the
+  examples is a failure.
 
 Other blocks (toml, json, untagged output, sh lines that are not ``compactor`` commands) are
 data or sample output, not run.
@@ -205,12 +206,13 @@ def test_blocks_markers_commands_and_exit_codes_are_read_as_written(tmp_path: Pa
 
 
 def test_markers_name_a_reason_or_a_file_and_skips_stay_rare():
-    """Every not-run marker carries a reason, and at most a fifth of the examples (python
-    blocks and shell blocks with ``compactor`` commands) are not run."""
+    """Every not-run marker carries a reason, and at most a third of the examples (python
+    blocks and shell blocks with ``compactor`` commands) are not run (pytest's skip summary
+    lists each one with its reason)."""
     assert all(len(b.not_run) >= 10 for b in NOT_RUN), [(b.id, b.not_run) for b in NOT_RUN]
     examples = [b for b in BLOCKS if b.lang == "python" or commands(b)]
     skipped = [b for b in examples if b.not_run]
-    assert len(skipped) <= max(3, len(examples) // 5), [(b.id, b.not_run) for b in skipped]
+    assert len(skipped) <= max(3, len(examples) // 3), [(b.id, b.not_run) for b in skipped]
 
 
 @pytest.mark.parametrize("block", PYTHON, ids=[b.id for b in PYTHON])
