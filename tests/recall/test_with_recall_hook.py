@@ -105,3 +105,37 @@ async def test_an_unusable_index_never_fails_the_call(tmp_path, monkeypatch, cap
         rr = await with_recall(c, r, session_id="s")
     assert not rr.block and rr.messages == list(r.messages)
     assert any("recall skipped" in m for m in caplog.messages)
+
+
+async def test_a_cleared_tool_result_is_recalled_in_full(tmp_path):
+    """A tool result that clearing replaced by a placeholder is not in the context
+    verbatim, so a question about it recalls the original result with its call."""
+    import dataclasses
+
+    from compactor import PlanConfig
+
+    if "clear_tool_results" not in {f.name for f in dataclasses.fields(PlanConfig)}:
+        import pytest
+        pytest.skip("PlanConfig has no tool-result clearing")
+    h = [{"role": "user", "content": "Audit the retry settings of every service."}]
+    for k in range(12):
+        note = ("The retry budget is seventeen attempts, as Priya decided in the review."
+                if k == 1 else f"Service {k} uses the default settings. " * 3)
+        h += [{"role": "assistant", "content": [
+                  {"type": "tool_use", "id": f"toolu_r{k:02d}", "name": "read_config",
+                   "input": {"service": f"svc{k}"}}]},
+              {"role": "user", "content": [
+                  {"type": "tool_result", "tool_use_id": f"toolu_r{k:02d}",
+                   "content": note + "\n" + "setting: default value\n" * 60}]}]
+    h += [{"role": "assistant", "content": [{"type": "text", "text": "Audit done."}]},
+          {"role": "user", "content": "How many retry attempts did Priya decide on?"}]
+    store = SessionStore(tmp_path / "store")
+    c = MessageCompactor(store=store, window=4000, counter=HeuristicCounter(),
+                         config=PlanConfig(clear_tool_results=True))
+    r = await c.compact_if_needed(h, session_id="s")
+    assert r.compacted
+    assert "seventeen" not in str(r.messages)          # cleared (or summarized) away
+    rr = await with_recall(c, r, session_id="s")
+    assert {3, 4} <= set(rr.block.ordinals)            # the call (3) and its result (4)
+    assert "seventeen attempts" in rr.block.text and "id=toolu_r01" in rr.block.text
+    assert anthropic_problems(rr.messages) == []
