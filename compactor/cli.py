@@ -236,18 +236,18 @@ def _open_ledger(path: str) -> Any:
 
 def _storable(store: Any, convs: list[Any], problems: list[InputProblem],
               path: str) -> list[Any]:
-    """The conversations whose id can name a session folder; the others become problems."""
-    session_dir = getattr(store, "session_dir", None)   # a folder store: ids name folders
-    if session_dir is None:
-        return convs
+    """The conversations whose id can name a session (in any store); the others become
+    problems."""
+    from ._store import encode_session_id
+
     ok = []
     for c in convs:
         try:
-            session_dir(c.id)
+            encode_session_id(c.id)
         except CompactorError as e:
             fix = str(e).split("; fix: ", 1)[-1]
             problems.append(InputProblem(path, c.index, c.id, "id", "session_id",
-                                         "cannot name a session folder in --store", fix))
+                                         "cannot name a session in --store", fix))
             continue
         ok.append(c)
     problems.sort(key=lambda p: p.conversation)
