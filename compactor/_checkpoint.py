@@ -40,6 +40,7 @@ from typing import Any, Mapping, Sequence
 from ._errors import SummarizerError
 from ._facts import extract_typed, missing
 from ._format import SUMMARY_CLOSE, SUMMARY_OPEN, Format, blocks, tool_result_text
+from ._plan import TTL_KEY
 from ._tokens import TokenCounter
 
 #: The schema version written in every checkpoint; :func:`from_json` accepts this one.
@@ -799,6 +800,7 @@ def update(prev: Checkpoint | None, messages: Sequence[Mapping[str, Any]], fmt: 
         fmt: their format.
         ordinals: archive ordinal of each message (same length, or empty: no ordinals).
 
+    Messages carrying a time to live (``compactor_ttl``) are ephemeral and skipped.
     Pure and deterministic; linear in the size of the messages.
     """
     cp = Checkpoint.from_json(prev.to_json()) if prev is not None else Checkpoint()
@@ -807,6 +809,8 @@ def update(prev: Checkpoint | None, messages: Sequence[Mapping[str, Any]], fmt: 
     for i, m in enumerate(messages):
         o = ordinals[i] if i < len(ordinals) else None
         role = str(m.get("role"))
+        if m.get(TTL_KEY) is not None:
+            continue  # a message with a time to live is ephemeral: archived, not carried
         for b in blocks(m):
             t = b.get("type")
             if t == "tool_use":

@@ -88,7 +88,7 @@ def _results(messages: Sequence[Mapping[str, Any]], fmt: Format
 def plan_clearings(messages: Sequence[Mapping[str, Any]], fmt: Format, *, keep_last: int,
                    exclude_tools: Sequence[str] = (), min_tokens: int = 0,
                    counter: TokenCounter | None = None,
-                   skip: Sequence[int] = ()) -> list[Clearing]:
+                   skip: Sequence[int] = (), expired: Sequence[int] = ()) -> list[Clearing]:
     """The results that may be cleared, oldest first.
 
     Args:
@@ -99,6 +99,8 @@ def plan_clearings(messages: Sequence[Mapping[str, Any]], fmt: Format, *, keep_l
         min_tokens: results shorter than this (tokens) are not worth clearing.
         counter: measures the results; None estimates 4 characters a token.
         skip: message indices that may not change (pinned messages).
+        expired: message indices whose time to live has passed: their results are
+            cleared even among the last ``keep_last`` tool uses.
 
     Returns:
         One :class:`Clearing` per result to clear (results already cleared, with an
@@ -108,9 +110,10 @@ def plan_clearings(messages: Sequence[Mapping[str, Any]], fmt: Format, *, keep_l
     protected = set(order[-keep_last:]) if keep_last > 0 else set()
     excluded = set(exclude_tools)
     skipped = set(skip)
+    gone = set(expired)
     out: list[Clearing] = []
     for i, k, cid, text in found:
-        if cid in protected or i in skipped or names.get(cid, "tool") in excluded:
+        if (cid in protected and i not in gone) or i in skipped or names.get(cid, "tool") in excluded:
             continue
         if text.startswith(CLEARED_PREFIX):
             continue

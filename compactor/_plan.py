@@ -19,6 +19,8 @@ Decision rules (defaults in :class:`PlanConfig`):
 4. Otherwise, walking back from the end, keep whole recent units while the total (the
    summary counted at its budget) stays under ``low_watermark`` x window; keep more, up
    to ``keep_recent`` messages, while it stays under the midpoint of the two watermarks.
+   Units with a message of positive ``compactor_priority`` are kept first (room
+   permitting); expired (``compactor_ttl``) and negative-priority units are passed over.
    Everything older that is not in the floor goes into the summary, including the
    previous summary (rolling summaries stay one message). When the summary comes out
    shorter than its budget, :func:`fill_target` keeps more recent units in the room it
@@ -45,6 +47,25 @@ SUMMARY_FRAMING = MESSAGE_OVERHEAD + 12
 MIN_TRUNCATED_TOKENS = 64
 
 _OVERFLOW_POLICIES = ("raise", "truncate_tool_results")
+
+#: A message dict may carry ``{PRIORITY_KEY: n}``: n > 0 keeps its unit verbatim, before
+#: the recent units, when the target has room; n < 0 lets a recent unit go to the summary
+#: instead of staying verbatim. ``{TTL_KEY: n}``: after n later messages the message has
+#: expired: its unit is not kept verbatim and its tool results are cleared first (even
+#: among the last ``clear_keep_last``). Like ``compactor_pin``, both keys must be
+#: stripped before a request is sent (``strip_metadata``).
+PRIORITY_KEY = "compactor_priority"
+TTL_KEY = "compactor_ttl"
+
+
+def _priority(m: Mapping[str, Any]) -> int:
+    v = m.get(PRIORITY_KEY, 0)
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
+def _expired(messages: Sequence[Mapping[str, Any]], i: int) -> bool:
+    ttl = messages[i].get(TTL_KEY)
+    return isinstance(ttl, int) and not isinstance(ttl, bool) and len(messages) - 1 - i > ttl
 
 
 @dataclass(frozen=True)
@@ -205,7 +226,9 @@ def plan(messages: Sequence[Mapping[str, Any]], fmt: Format, counts: Sequence[in
         pinned = [i for u in units if u.pinned or u.kind == "system" for i in range(u.start, u.end)]
         cands = plan_clearings(messages, fmt, keep_last=config.clear_keep_last,
                                exclude_tools=config.clear_exclude_tools,
-                               min_tokens=config.clear_min_tokens, counter=counter, skip=pinned)
+                               min_tokens=config.clear_min_tokens, counter=counter, skip=pinned,
+                               expired=[i for i in range(len(messages)) if TTL_KEY in messages[i]
+                                        and _expired(messages, i)])
         low_t = config.low_watermark * window
         after = total
         for c in cands:  # oldest first, until the target is reached
@@ -262,9 +285,21 @@ def plan(messages: Sequence[Mapping[str, Any]], fmt: Format, counts: Sequence[in
     mid = (config.low_watermark + config.high_watermark) / 2 * window
     current = floor + (budget + framing if summarize else 0)
     keep = list(in_floor)
+    # per-message priority and TTL: high-priority units are kept first (highest, then
+    # newest, while the target has room); an expired or low-priority unit is passed over
+    # by the recent walk (it goes to the summary)
+    prio = [max((_priority(messages[i]) for i in range(u.start, u.end)), default=0) for u in units]
+    gone = [any(_expired(messages, i) for i in range(u.start, u.end)) for u in units]
+    passed = [(gone[j] or prio[j] < 0) and not in_floor[j] for j in range(len(units))]
+    for j in sorted((j for j in range(len(units)) if prio[j] > 0 and not keep[j] and not gone[j]
+                     and units[j].kind != "summary"), key=lambda j: (-prio[j], -j)):
+        if current + utok[j] <= low:
+            keep[j] = True
+            current += utok[j]
     recent = _keep_recent(units, utok, in_floor, keep, last, config.keep_recent,
                           lambda r, t, msgs: current + r + t <= low
-                          or (msgs < config.keep_recent and current + r + t <= mid))
+                          or (msgs < config.keep_recent and current + r + t <= mid),
+                          passed=passed)
     current += recent
 
     evicted_units = [j for j, kp in enumerate(keep) if not kp]
@@ -339,11 +374,13 @@ def fill_target(p: Plan, messages: Sequence[Mapping[str, Any]], counts: Sequence
 
 def _keep_recent(units: Sequence[Unit], utok: Sequence[int], in_floor: Sequence[bool],
                  keep: list[bool], last: int, keep_recent: int,
-                 fits: Callable[[float, int, int], bool], start: float = 0) -> float:
+                 fits: Callable[[float, int, int], bool], start: float = 0,
+                 passed: Sequence[bool] | None = None) -> float:
     """Walk back from the end keeping whole units (``keep[j] = True``) while
     ``fits(recent_tokens, unit_tokens, recent_messages)``; stop at the first that does not
     fit or at the previous summary. Returns the recent tokens kept (``start`` plus the new
-    ones); floor units are passed over (they are kept anyway)."""
+    ones); floor units, and units ``passed`` marks (expired or low priority), are passed
+    over."""
     recent = start
     msgs = units[last].size
     for j in range(last - 1, -1, -1):
@@ -354,6 +391,8 @@ def _keep_recent(units: Sequence[Unit], utok: Sequence[int], in_floor: Sequence[
             break
         if keep[j]:
             msgs += units[j].size
+            continue
+        if passed is not None and passed[j]:
             continue
         t = utok[j]
         if not fits(recent, t, msgs):
