@@ -423,3 +423,29 @@ async def test_tool_result_clearing_first_then_summary(tmp_path, follow_result):
     text = json.dumps(r.messages)
     assert not any(json.dumps(res["content"][0]["content"]) in text for res in results[:4])
     assert canon(store.restore("c")) == canon(sent)
+
+
+async def test_question_time_recall_places_an_archived_fact_next_to_the_question(tmp_path):
+    """With recall_share, a fact that left the context comes back in what is sent (next to
+    the newest user turn, marked as recalled), the history to continue from stays clean,
+    the request is valid by the independent checker, and the ledger records the refs."""
+    from compactor.testing._rules import anthropic_problems
+
+    sink = MemorySink()
+    store = SessionStore(tmp_path)
+    comp = MessageCompactor(counter=HeuristicCounter(), window=2500, store=store, sink=sink,
+                            recall_share=0.2, summarize=False)
+    history = [a_user("Remember this: the vault code is ZEBRA-4471."), a_text("Noted.")]
+    for t in range(30):
+        history += [a_user(f"routine step {t} " + "filler " * 25), a_text(f"done {t} " * 10)]
+    r = await comp.compact_if_needed(history, session_id="rc")
+    assert r.compacted and "ZEBRA-4471" not in json.dumps(r.messages)
+    question = list(r.messages) + [a_text("ok"), a_user("What is the vault code?")]
+    r2 = await comp.compact_if_needed(question, session_id="rc")
+    sent = json.dumps(r2.to_send)
+    assert "ZEBRA-4471" in sent and "recalled" in sent
+    assert "ZEBRA-4471" not in json.dumps(r2.messages)
+    assert anthropic_problems(r2.to_send) == []
+    assert 0 in r2.recall.ordinals
+    assert sink.of("recall") and 0 in sink.of("recall")[-1]["refs"]
+    assert canon(store.restore("rc")) == canon(history + question[-2:])
