@@ -9,8 +9,9 @@ summaries, a small window so every session compacts). Printed:
 * per-call latency as the client sees it, p50 / p99 in milliseconds: the direct run; the
   proxied run with every call, without the compaction calls, and the compaction calls
   alone; and the proxy's added latency (proxied - direct) at each percentile. A
-  *compaction call* is one where the summarizer ran: the upstream received fewer messages
-  for that session than on the call before (a compaction shrinks the history).
+  *compaction call* is one where the upstream received a smaller history (in JSON
+  characters) for that session than on the call before: a compaction ran (a summary, or
+  old tool results cleared); otherwise every call adds a turn.
 * the proxy process's CPU time (user + system, ``/proc/PID/stat``) per request, ms.
 
 Both runs share this machine's cores with the clients and the loopback server, so the
@@ -64,8 +65,8 @@ def pct(values: list[float], q: float) -> float:
 
 
 def compaction_calls(requests: list[Any]) -> set[tuple[int, int]]:
-    """``(session, turn)`` of the calls where the upstream received fewer messages for the
-    session than on its call before (a compaction ran)."""
+    """``(session, turn)`` of the calls where the upstream received a smaller history (JSON
+    characters) for the session than on its call before (a compaction ran)."""
     by_session: dict[int, list[int]] = {}
     for r in requests:
         body = r.json if isinstance(r.json, dict) else {}
@@ -74,7 +75,7 @@ def compaction_calls(requests: list[Any]) -> set[tuple[int, int]]:
         if not isinstance(system, str) or "travel agent #" not in system:
             continue                                  # a summary call, or not an agent's
         sid = int(system.split("#", 1)[1].split(".", 1)[0])
-        by_session.setdefault(sid, []).append(len(msgs))
+        by_session.setdefault(sid, []).append(len(json.dumps(msgs)))
     out = set()
     for sid, counts in by_session.items():
         for turn in range(1, len(counts)):
