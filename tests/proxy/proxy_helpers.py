@@ -95,6 +95,17 @@ def start_proxy(tmp: Path, *args: str, ready_s: float = 60) -> ProxyProcess:
     return ProxyProcess(proc, url, out, err_path, [line])
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """An HTTP/1.1 request handler that logs nothing and sends small writes at once
+    (no Nagle delay)."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def log_message(self, *a: Any) -> None:
+        return None
+
+
 @dataclass
 class Received:
     """One request as the relay received it: path (with query), headers, raw body."""
@@ -116,13 +127,7 @@ class RecordingRelay:
         self.client = httpx.Client(timeout=30, trust_env=False)
         relay = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, *a: Any) -> None:
-                return None
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 n = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(n)

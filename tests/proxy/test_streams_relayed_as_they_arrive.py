@@ -8,12 +8,12 @@ import gzip
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import httpx
 
-from proxy_helpers import served
+from proxy_helpers import QuietHandler, served
 from compactor.proxy._wire import UsageScanner
 
 EVENTS = 5
@@ -29,13 +29,7 @@ class SlowSSE:
         self.broken = False
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, *a: Any) -> None:
-                return None
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("content-length") or 0))
                 self.send_response(200)
