@@ -578,8 +578,14 @@ def _context_text(system: Any, messages: Sequence[Mapping[str, Any]]) -> str:
 async def replay_conversation(conv: Conversation, compactor: MessageCompactor, stats: ReplayStats,
                               *, window: int | None, share: float | None,
                               tools: list[dict[str, Any]] | None, model: str | None = None,
-                              keep_events: bool = False) -> None:
-    """Replay one conversation, adding its figures to ``stats``."""
+                              keep_events: bool = False, probe_mode: str = "end") -> None:
+    """Replay one conversation, adding its figures to ``stats``.
+
+    Probes (``{question, answer}``) are scored on the context the next model call would
+    see: ``probe_mode="end"`` -- the compacted history at the end of the conversation;
+    ``"question"`` -- the same, plus what question-time recall places in the request when
+    the probe's question is the newest user turn (the question's own text is not
+    searched). The ceiling is the full history either way."""
     stats.conversations += 1
     msgs, f = conv.messages, conv.fmt
     if share is not None:
@@ -613,13 +619,14 @@ async def replay_conversation(conv: Conversation, compactor: MessageCompactor, s
                 history.append(msg)
                 continue
             history = list(res.messages)
+            request = getattr(res, "to_send", history)   # with a recall block, when placed
             stats.model_calls += 1
-            sent = compactor.count_request(history, system=conv.system, tools=tools, fmt=f)
+            sent = compactor.count_request(request, system=conv.system, tools=tools, fmt=f)
             stats.tokens_sent += sent
             if window is not None and sent > res.window:
                 stats.over_window += 1
-            new_rules = {v.rule for v in validate(history, f)} - input_rules
-            if history and history[-1].get("role") == "assistant":
+            new_rules = {v.rule for v in validate(request, f)} - input_rules
+            if request and request[-1].get("role") == "assistant":
                 new_rules.add("trailing_assistant")
             if new_rules:
                 stats.invalid_histories += 1
@@ -640,6 +647,7 @@ async def replay_conversation(conv: Conversation, compactor: MessageCompactor, s
         history.append(msg)
     # the context the next model call would see
     final = history
+    res = None
     if not broken:
         try:
             res = await compactor.compact_if_needed(history, system=conv.system, tools=tools,
@@ -649,24 +657,56 @@ async def replay_conversation(conv: Conversation, compactor: MessageCompactor, s
         except (ContextOverflowError, InvalidHistoryError):
             final = history
     if conv.probes:
-        t, h = _probe_hits(conv.probes, _context_text(conv.system, final))
+        context = _context_text(conv.system, final)
         _, c = _probe_hits(conv.probes, _context_text(conv.system, msgs))
+        if probe_mode == "question" and res is not None:
+            t = h = 0
+            for pr in conv.probes:
+                recalled = await _recalled_for(compactor, res, conv.id, str(pr.get("question", "")))
+                pt, ph = _probe_hits([pr], context + "\n" + recalled)
+                t, h = t + pt, h + ph
+        else:
+            t, h = _probe_hits(conv.probes, context)
         stats.probes_total += t
         stats.probes_contained += h
         stats.probes_ceiling += c
+
+
+async def _recalled_for(compactor: MessageCompactor, res: Any, session_id: str,
+                        question: str) -> str:
+    """The text question-time recall would place for ``question`` asked after ``res``
+    (nothing without a store or with ``recall_share`` 0); the archive is not touched."""
+    if getattr(compactor, "store", None) is None or getattr(compactor, "recall_share", 0) <= 0:
+        return ""
+    import dataclasses
+
+    from ._recall import with_recall
+
+    q = {"role": "user", "content": question}
+    probe = dataclasses.replace(res, messages=[*res.messages, q],
+                                tokens_after=res.tokens_after + compactor.counter.count(question))
+    state = compactor.session(session_id)
+    excl = {o for o, h in state.view if o is not None and o < len(state.branch)
+            and state.branch[o] == h} if state.view else None
+    rr = await with_recall(compactor, probe, session_id=session_id,
+                           share=compactor.recall_share, exclude_ordinals=excl)
+    return rr.block.text if rr.block else ""
 
 
 async def replay(conversations: Sequence[Conversation], compactor: MessageCompactor, *,
                  window: int | None = None, share: float | None = None,
                  tools: list[dict[str, Any]] | None = None, model: str | None = None,
                  keep_events: bool = False,
-                 progress: Callable[[int], None] | None = None) -> ReplayStats:
-    """Replay every conversation; ``progress(n)`` is called after each one."""
+                 progress: Callable[[int], None] | None = None,
+                 probe_mode: str = "end") -> ReplayStats:
+    """Replay every conversation; ``progress(n)`` is called after each one. ``probe_mode``:
+    see :func:`replay_conversation`."""
     stats = ReplayStats()
     t0 = time.perf_counter()
     for n, conv in enumerate(conversations, 1):
         await replay_conversation(conv, compactor, stats, window=window, share=share,
-                                  tools=tools, model=model, keep_events=keep_events)
+                                  tools=tools, model=model, keep_events=keep_events,
+                                  probe_mode=probe_mode)
         if progress:
             progress(n)
     stats.seconds = time.perf_counter() - t0

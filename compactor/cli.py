@@ -109,6 +109,13 @@ def _add_replay(sub: Any) -> None:
     p.add_argument("--limit", type=positive_int,
                    help="replay only the first N conversations of the file")
     p.add_argument("--events", action="store_true", help="print each compaction")
+    p.add_argument("--probe-mode", choices=["end", "question"], default="end",
+                   help="score probes on the context at the end of the conversation (end), or "
+                   "with each probe's question as the newest user turn, question-time recall "
+                   "included (question; needs --store and --recall)")
+    p.add_argument("--recall", type=float, default=0.0, metavar="SHARE",
+                   help="question-time recall: share of the window for archived spans relevant "
+                   "to the newest user turn (needs --store; e.g. 0.1; default 0: off)")
     p.add_argument("--store", help="archive every message and keep session state in this folder "
                    "(then: compactor sessions --store DIR restore ID)")
     p.add_argument("--ledger", help="append compaction and fallback records to this JSONL ledger")
@@ -153,9 +160,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         convs = _storable(store, convs, problems, path)
     ledger = args.ledger or (str(conf.ledger_path) if conf.ledger_path else None)
     sink = sink_from_env(_open_ledger(ledger) if ledger else None)
+    if (args.recall or args.probe_mode == "question") and store is None:
+        raise CompactorError("--recall and --probe-mode question need a store; fix: add "
+                             "--store DIR (the archive recall searches)")
     comp = MessageCompactor(counter=counter, config=cfg, windows=conf.windows,
                             summarize=args.summarizer != "none", store=store, sink=sink,
-                            agent_id="replay")
+                            agent_id="replay", recall_share=args.recall)
     if tier is not None:
         from ._tokens import TIER_WINDOWS
         window = TIER_WINDOWS[tier]
@@ -165,7 +175,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         task = prog.add_task("replay", total=len(convs))
         stats = asyncio.run(replay(convs, comp, window=window, share=share, tools=tools,
                                    model=args.model, keep_events=show_events,
-                                   progress=lambda n: prog.update(task, completed=n)))
+                                   progress=lambda n: prog.update(task, completed=n),
+                                   probe_mode=args.probe_mode))
     if sink is not None:
         sink.close()
     if store is not None and hasattr(store, "close"):
@@ -174,7 +185,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     late = list(stats.input_problems)
     stats.input_problems = [p.as_dict() for p in problems] + late
     out = stats.as_dict()
-    out.update({"file": path, "window": window_arg or (args.tier or args.model),
+    out.update({"probe_mode": args.probe_mode, "recall": args.recall,
+                "file": path, "window": window_arg or (args.tier or args.model),
                 "summarizer": args.summarizer, "counter": getattr(counter, "encoding_name",
                                                                   counter.name),
                 "conversations_skipped": len(problems)})
