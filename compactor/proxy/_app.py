@@ -433,12 +433,13 @@ class Proxy:
         st.tokens_before, st.tokens_sent = r.tokens_before, r.tokens_after
         if r.compacted:
             st.compactions += 1
-        same = len(r.messages) == len(messages) and all(
-            a is b for a, b in zip(r.messages, messages))
-        if same:
+        # what to send: with question-time recall on, the history plus recalled spans
+        to_send = getattr(r, "to_send", None)
+        sending = to_send() if callable(to_send) else r.messages
+        if len(sending) == len(messages) and all(a is b for a, b in zip(sending, messages)):
             return None, (st, inv)
         self.stats.compacted_requests += 1
-        out = strip_metadata(r.messages)
+        out = strip_metadata(sending)
         if fmt is Format.ANTHROPIC and r.summary is not None:
             from ..adapters._caching import mark_summary
             out = mark_summary(out, obj)
