@@ -703,7 +703,9 @@ class MessageCompactor:
                            extra)
             summary, used_name = await self._summaries.run(req, session_id=session_id,
                                                            model=model, agent_id=self.agent_id)
-            items = must_keep_items(span, prev)
+            # a value the checkpoint replaced is not a fact to bring back
+            items = must_keep_items(span, prev, superseded=[
+                str(x.get("old")) for x in extra.get("superseded", []) if x.get("old")])
             summary, present = add_missing_facts(summary, items, kept_text, p.summary_budget,
                                                  self.counter)
             total_items = len(items)

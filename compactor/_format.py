@@ -22,6 +22,11 @@ SUMMARY_CLOSE = "</conversation_summary>"
 #: A message dict carrying ``{PIN_KEY: True}`` is pinned: kept verbatim by every
 #: compaction. Strip it (``strip_metadata``) before sending; the adapters do.
 PIN_KEY = "compactor_pin"
+#: Message keys of priority and time to live (see ``compactor._plan``).
+PRIORITY_KEY = "compactor_priority"
+TTL_KEY = "compactor_ttl"
+#: This package's own message keys (pin, priority, time to live): stripped before sending.
+OWN_KEYS = frozenset({PIN_KEY, PRIORITY_KEY, TTL_KEY})
 
 
 class Format(str, enum.Enum):
@@ -143,12 +148,13 @@ def is_pinned(message: Message) -> bool:
 
 
 def strip_metadata(messages: Iterable[Message]) -> list[dict[str, Any]]:
-    """A copy of ``messages`` without this package's own keys (``PIN_KEY``), ready to send.
-    Messages without such keys are returned as the same objects."""
+    """A copy of ``messages`` without this package's own keys (:data:`OWN_KEYS`: pin,
+    priority, time to live), ready to send. Messages without such keys are returned as
+    the same objects."""
     out: list[dict[str, Any]] = []
     for m in messages:
-        if PIN_KEY in m:
-            out.append({k: v for k, v in m.items() if k != PIN_KEY})
+        if not OWN_KEYS.isdisjoint(m):
+            out.append({k: v for k, v in m.items() if k not in OWN_KEYS})
         else:
             out.append(m)  # type: ignore[arg-type]
     return out

@@ -35,7 +35,8 @@ from typing import Any
 
 from ._clearing import Clearing, clear, plan_clearings
 from ._errors import ConfigError, ContextOverflowError
-from ._format import SUMMARY_CLOSE, SUMMARY_OPEN, Format, blocks, tool_result_text
+from ._format import (PRIORITY_KEY, SUMMARY_CLOSE, SUMMARY_OPEN, TTL_KEY, Format, blocks,
+                      tool_result_text)
 from ._tokens import MESSAGE_OVERHEAD, TokenCounter
 from ._units import PinPredicate, Unit, current_turn_start, group_units
 
@@ -54,8 +55,7 @@ _OVERFLOW_POLICIES = ("raise", "truncate_tool_results")
 #: expired: its unit is not kept verbatim and its tool results are cleared first (even
 #: among the last ``clear_keep_last``). Like ``compactor_pin``, both keys must be
 #: stripped before a request is sent (``strip_metadata``).
-PRIORITY_KEY = "compactor_priority"
-TTL_KEY = "compactor_ttl"
+# (PRIORITY_KEY and TTL_KEY are defined in compactor._format, beside PIN_KEY.)
 
 
 def _priority(m: Mapping[str, Any]) -> int:

@@ -329,6 +329,7 @@ _EXTENSIONS: list[tuple[str, str]] = [
     ("compactor._sessions_cli", "add_sessions_commands"),
     ("compactor._store_cli", "add_store_commands"),
     ("compactor._config_cli", "add_config_commands"),
+    ("compactor.proxy._cli", "add_proxy_commands"),
     ("compactor.budgets._cli", "add_budget_commands"),
     ("compactor.bench._cli", "add_bench_commands"),
     ("compactor.maintenance._cli", "add_maintenance_commands"),

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: Top-level modules of the optional extras (and of the test tools): hidden from the child.
 OPTIONAL = ("langchain_core", "matplotlib", "anthropic", "openai", "hypothesis", "pytest",
-            "duckdb", "psycopg", "opentelemetry", "pydantic_ai", "agents", "langchain")
+            "duckdb", "psycopg", "psycopg_pool", "opentelemetry", "pydantic_ai", "agents",
+            "langchain", "starlette", "uvicorn")
 
 BLOCKER = f"""
 import importlib.abc, sys
@@ -50,7 +51,7 @@ def test_help_lists_every_command_without_extras(base_env):
     r = _run(base_env, "-m", "compactor", "--help")
     assert r.returncode == 0, r.stderr
     for cmd in ("replay", "ledger", "sessions", "budgets", "bench", "health", "maintain",
-                "schedule", "archive"):
+                "schedule", "archive", "config", "store", "proxy"):
         assert cmd in r.stdout
 
 
