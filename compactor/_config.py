@@ -255,6 +255,20 @@ KEYS: tuple[Key, ...] = (
         'write overflow = "raise" or "truncate_tool_results"', "",
         "when the floor does not fit: raise ContextOverflowError, or shorten the longest "
         "tool results in it"),
+    Key("compactor", "clear_tool_results", _P.clear_tool_results, _boolean,
+        "write true or false", "",
+        "before summarizing, replace old tool results with a placeholder naming their "
+        "archive ordinal and identifiers"),
+    Key("compactor", "clear_keep_last", _P.clear_keep_last, _integer(0),
+        "write a whole number >= 0, e.g. 3", "tool uses",
+        "the results of the last this many tool uses are never cleared"),
+    Key("compactor", "clear_min_tokens", _P.clear_min_tokens, _integer(0),
+        "write a whole number of tokens >= 0, e.g. 100", "tokens",
+        "tool results shorter than this are never cleared"),
+    Key("compactor", "recall_share", 0.0, _number(0, 0.5),
+        "write a share in [0, 0.5], e.g. 0.1 (0: off)", "share of the usable window",
+        "question-time recall (with a store): archived spans relevant to the newest user "
+        "turn placed next to it"),
     Key("compactor", "counter", "tiktoken", _choice("tiktoken", "heuristic"),
         'write counter = "tiktoken" (exact) or "heuristic" (characters / 3.6)', "",
         "the token counter"),
@@ -380,7 +394,8 @@ class Config:
             "max_concurrency": v("compactor.max_concurrency"),
             "reserve_output_tokens": v("compactor.reserve_output_tokens"),
             "window": v("compactor.window"), "agent_id": v("compactor.agent_id"),
-            "max_sessions": v("compactor.max_sessions")}
+            "max_sessions": v("compactor.max_sessions"),
+            "recall_share": v("compactor.recall_share")}
         out = {k: x for k, x in out.items() if k not in skip}
         if "counter" not in skip:
             from ._tokens import HeuristicCounter, default_counter
@@ -584,7 +599,8 @@ def _key_part(key: str, prefix: str) -> str:
 
 def _build_plan(p: _Problems, settings: Mapping[str, Setting]) -> PlanConfig:
     names = ("high_watermark", "low_watermark", "keep_recent", "keep_first_user",
-             "max_summary_tokens", "summary_share", "overflow")
+             "max_summary_tokens", "summary_share", "overflow", "clear_tool_results",
+             "clear_keep_last", "clear_min_tokens")
     try:
         return PlanConfig(**{n: settings[f"compactor.{n}"].value for n in names})
     except ConfigError as e:  # a rule across keys (low < high): re-worded into the one format
