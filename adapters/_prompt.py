@@ -1,11 +1,21 @@
 """The summarization prompt shared by the model-backed summarizers, and the local merge of
-partial summaries that fit the budget together (no model call)."""
+partial summaries that fit the budget together (no model call).
+
+With the default prompt a model fills the same checkpoint schema as the offline summarizer
+(``compactor._checkpoint``): it is given the previous checkpoint and the span with archive
+ordinals, answers JSON, which is validated (and repaired when it can be) and rendered
+within the budget; an answer that is not a checkpoint raises ``SummarizerError`` and the
+compactor falls back. A custom template gets a plain-text summary."""
 
 from __future__ import annotations
 
 import json
 from typing import Any, Mapping
 
+from compactor._checkpoint import (Checkpoint, checkpoint_prompt, validate_llm_checkpoint)
+from compactor._checkpoint import merge as merge_checkpoints
+from compactor._checkpoint import parse as parse_checkpoint
+from compactor._checkpoint import render as render_checkpoint
 from compactor._errors import ConfigError
 from compactor._format import blocks, tool_result_text
 from compactor._summary import SummaryRequest
@@ -86,8 +96,60 @@ def transcript(req: SummaryRequest) -> str:
 
 
 def render(template: str, req: SummaryRequest) -> str:
-    """The user prompt of a summarization call for ``req``."""
+    """The user prompt of a summarization call for ``req`` with a custom ``template``
+    (plain-text summary)."""
     return template.format(transcript=transcript(req), budget=req.max_tokens)
+
+
+def _previous_checkpoint(req: SummaryRequest) -> Checkpoint | None:
+    if req.checkpoint:
+        return Checkpoint.from_json(req.checkpoint)
+    if req.previous_summary:
+        return parse_checkpoint(req.previous_summary)
+    return None
+
+
+def _ordinal_transcript(req: SummaryRequest) -> str:
+    """The span as ``[#N] role: ...`` lines (N: the archive ordinal, when known), preceded
+    by any partial summaries."""
+    lines = [f"[summary of part {k}]\n{p.strip()}" for k, p in enumerate(req.partials, 1)]
+    ords = list(req.ordinals) if req.ordinals else [None] * len(req.messages)
+    for o, m in zip(ords, req.messages):
+        parts = [_block_line(b) for b in blocks(m)]
+        for c in m.get("tool_calls") or []:
+            fn = c.get("function") or {}
+            parts.append(f"[tool call {fn.get('name')} {fn.get('arguments', '')}]")
+        text = " ".join(" ".join(p.split()) for p in parts if p)
+        if text:
+            lines.append(f"{'' if o is None else f'[#{o}] '}{m.get('role')}: {text}")
+    return "\n".join(lines)
+
+
+def prompt_for(template: str, req: SummaryRequest) -> str:
+    """The user prompt of a summarization call: with the default prompt, the checkpoint
+    prompt (update the previous checkpoint with the span, answer JSON against the
+    checkpoint schema: ``compactor._checkpoint.checkpoint_prompt``); with a custom
+    template, that template (plain text)."""
+    if template is DEFAULT_PROMPT:
+        return checkpoint_prompt(_previous_checkpoint(req), _ordinal_transcript(req),
+                                 req.max_tokens)
+    return render(template, req)
+
+
+def finish(template: str, req: SummaryRequest, answer: str) -> str:
+    """The summary text of a model's ``answer``: with the default prompt, a JSON answer is
+    read as a checkpoint (repaired when it can be), stored in ``req.out["checkpoint"]``
+    and rendered within the budget, like the offline summarizer's; prose (or any answer
+    to a custom template) is the summary as it is.
+
+    Raises:
+        SummarizerError: a JSON answer that is not a checkpoint (the compactor falls back).
+    """
+    if template is not DEFAULT_PROMPT or not answer.lstrip().startswith(("{", "```")):
+        return answer   # a plain-text summary (a custom prompt, or a model that wrote prose)
+    cp = validate_llm_checkpoint(answer)
+    req.out["checkpoint"] = cp.to_json()
+    return render_checkpoint(cp, req.max_tokens, req.counter, context=req.context)
 
 
 def local_merge(req: SummaryRequest) -> str | None:
@@ -98,5 +160,14 @@ def local_merge(req: SummaryRequest) -> str | None:
         return None
     parts = ([req.previous_summary.strip()] if req.previous_summary else []) + \
         [p.strip() for p in req.partials if p.strip()]
-    text = "\n\n".join(parts)
+    if parts and all(p.startswith("Checkpoint v") for p in parts):   # rendered checkpoints
+        merged = parse_checkpoint(parts[0])
+        for p in parts[1:]:
+            merged = merge_checkpoints(merged, parse_checkpoint(p))
+        text = render_checkpoint(merged, req.max_tokens, req.counter, context=req.context)
+        if text and req.counter.count(text) <= req.max_tokens:
+            req.out["checkpoint"] = merged.to_json()
+            return text
+        return None
+    text = "\n\n".join(parts)    # prose summaries: joined in order
     return text if text and req.counter.count(text) <= req.max_tokens else None

@@ -25,7 +25,7 @@ from compactor._summary import SummaryRequest
 
 from ._caching import mark_summary
 from ._calibration import CalibrationState, Calibrator
-from ._prompt import DEFAULT_PROMPT, SYSTEM_PROMPT, check_template, local_merge, render
+from ._prompt import DEFAULT_PROMPT, SYSTEM_PROMPT, check_template, finish, local_merge, prompt_for
 from ._resilience import (CallContext, ProviderCallError, RetryPolicy, call_with_retries,
                           parse_retry_after, redact)
 
@@ -147,7 +147,7 @@ class AnthropicSummarizer:
         if merged is not None:
             return merged
         ctx = CallContext(self.name, self.model, request.session_id, self.agent_id, self.secrets)
-        body = render(self.prompt, request)
+        body = prompt_for(self.prompt, request)
 
         async def call() -> Any:
             try:
@@ -168,7 +168,7 @@ class AnthropicSummarizer:
                        if getattr(b, "type", None) == "text")
         if not text.strip():
             raise ProviderCallError("the response has no text content", kind="malformed")
-        return text.strip()
+        return finish(self.prompt, request, text.strip())
 
 
 class CompactingAnthropic:
@@ -295,8 +295,8 @@ class CompactingAnthropic:
                 if again != window:
                     r = await self._compact(kwargs, again)
         out: list[Mapping[str, Any]] = strip_metadata(r.messages)
-        if self.cache_summary and r.summary is not None:
-            out = mark_summary(out, kwargs)
+        if self.cache_summary:   # on every call that carries a summary, so its prefix is read
+            out = mark_summary(out, kwargs)   # from the cache, not only on compacting calls
         self.last_result = r
         return {**kwargs, "messages": out}, r
 

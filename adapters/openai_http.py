@@ -18,7 +18,7 @@ from compactor._format import Format, strip_metadata
 from compactor._sink import LedgerSink
 from compactor._summary import SummaryRequest
 
-from ._prompt import DEFAULT_PROMPT, SYSTEM_PROMPT, check_template, local_merge, render
+from ._prompt import DEFAULT_PROMPT, SYSTEM_PROMPT, check_template, finish, local_merge, prompt_for
 from ._resilience import (CallContext, ProviderCallError, RetryPolicy, call_with_retries,
                           parse_retry_after, redact)
 
@@ -135,7 +135,7 @@ class OpenAIChatSummarizer:
         body = {"model": self.model,
                 "max_tokens": min(self.max_tokens, 2 * request.max_tokens),
                 "messages": [{"role": "system", "content": SYSTEM_PROMPT},
-                             {"role": "user", "content": render(self.prompt, request)}]}
+                             {"role": "user", "content": prompt_for(self.prompt, request)}]}
         ctx = CallContext(self.name, self.model, request.session_id, self.agent_id, self.secrets)
         data = await call_with_retries(functools.partial(self._post, body), policy=self.retry,
                                        sink=self.sink, context=ctx)
@@ -150,7 +150,7 @@ class OpenAIChatSummarizer:
                               "output_tokens": int(usage.get("completion_tokens") or 0)})
         if not isinstance(text, str) or not text.strip():
             raise ProviderCallError("the response has no text content", kind="malformed")
-        return text.strip()
+        return finish(self.prompt, request, text.strip())
 
 
 def compacting_router(route: Route, compactor: MessageCompactor | None = None, *,

@@ -99,7 +99,7 @@ class PlanConfig:
     max_summary_tokens: int = 2000
     summary_share: float = 0.75
     overflow: str = "raise"
-    clear_tool_results: bool = True
+    clear_tool_results: bool = False
     clear_keep_last: int = 3
     clear_exclude_tools: tuple[str, ...] = ()
     clear_min_tokens: int = 100
