@@ -1,6 +1,8 @@
 """An LLM summarizer for the ``ours+llm`` strategy, configured from the environment.
 
-Two wire protocols over ``httpx`` (a core dependency), no SDK needed:
+It sends the shipped summarizers' prompt (``compactor.adapters._prompt``: the model fills
+the checkpoint schema) and reads the answer the same way. Two wire protocols over ``httpx``
+(a core dependency), no SDK needed:
 
 * Anthropic Messages API when ``ANTHROPIC_API_KEY`` is set (``POST {ANTHROPIC_BASE_URL or
   https://api.anthropic.com}/v1/messages``);
@@ -19,15 +21,7 @@ from typing import Any, Mapping
 import httpx
 
 from .._errors import SummarizerError
-from .._format import text_of
 from .._summary import SummaryRequest
-
-#: The instruction sent with every span, as the system prompt.
-PROMPT = ("You compress the older part of an AI agent's conversation so the agent can continue "
-          "without it. Write a dense summary in plain text, at most {budget} tokens: the user's "
-          "goals and constraints, decisions and progress, errors, and every identifier, number, "
-          "date, amount, name and file path the agent may need later, verbatim. No preamble.")
-
 
 class LLMSummarizer:
     """Summarizes a span with one chat call (``summarize(req) -> str``).
@@ -57,16 +51,6 @@ class LLMSummarizer:
         self.timeout = timeout
         self.name = f"llm:{provider}:{model}"
 
-    def _transcript(self, req: SummaryRequest) -> str:
-        parts = []
-        if req.previous_summary:
-            parts.append("Summary so far:\n" + req.previous_summary)
-        parts.extend(f"Partial summary {i + 1}:\n{p}" for i, p in enumerate(req.partials))
-        lines = [f"{m.get('role')}: {' '.join(text_of(m).split())}" for m in req.messages]
-        if lines:
-            parts.append("Conversation:\n" + "\n".join(lines))
-        return "\n\n".join(parts)
-
     async def summarize(self, req: SummaryRequest) -> str:
         """The summary text.
 
@@ -74,8 +58,12 @@ class LLMSummarizer:
             SummarizerError: the endpoint failed or answered without text (the compactor
                 then falls back to the offline summarizer).
         """
-        system = PROMPT.format(budget=req.max_tokens)
-        user = self._transcript(req)
+        # the shipped summarizers' prompt and answer handling (compactor.adapters._prompt):
+        # the model fills the same checkpoint schema as the offline summarizer
+        from ..adapters._prompt import DEFAULT_PROMPT, SYSTEM_PROMPT, finish, prompt_for
+
+        system = SYSTEM_PROMPT
+        user = prompt_for(DEFAULT_PROMPT, req)
         if self.provider == "anthropic":
             url = f"{self.base_url}/v1/messages"
             headers = {"anthropic-version": "2023-06-01", "x-api-key": self.api_key or ""}
@@ -99,7 +87,7 @@ class LLMSummarizer:
         req.usage.append({"model": self.model, **usage})
         if not text.strip():
             raise SummarizerError(f"{self.name}: the response has no text")
-        return text
+        return finish(DEFAULT_PROMPT, req, text.strip())
 
 
 def _parse(provider: str, data: Mapping[str, Any]) -> tuple[str, dict[str, int]]:
