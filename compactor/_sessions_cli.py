@@ -21,8 +21,11 @@ DEFAULT_STORE_ENV = "COMPACTOR_HOME"
 
 
 def default_store() -> str:
-    """The store root used when ``--store`` is not given."""
-    return os.environ.get(DEFAULT_STORE_ENV, "compactor-data")
+    """The store root used when ``--store`` is not given: ``[store] root`` of
+    ``compactor.toml`` (``$COMPACTOR_HOME`` included), else ``./compactor-data``."""
+    from ._config import resolve_store_root
+
+    return str(resolve_store_root())
 
 
 def add_sessions_commands(sub: Any) -> None:

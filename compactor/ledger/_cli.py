@@ -29,8 +29,11 @@ DEFAULT_LEDGER = "./compactor-ledger/ledger.jsonl"
 
 
 def ledger_path(args: argparse.Namespace) -> Path:
-    """``--ledger``, else ``$COMPACTOR_LEDGER``, else ``./compactor-ledger/ledger.jsonl``."""
-    return Path(getattr(args, "ledger", None) or os.environ.get(LEDGER_ENV) or DEFAULT_LEDGER)
+    """``--ledger``, else ``[ledger] path`` of ``compactor.toml`` (``$COMPACTOR_LEDGER``
+    included), else ``./compactor-ledger/ledger.jsonl``."""
+    from compactor._config import resolve_ledger_path
+
+    return resolve_ledger_path(getattr(args, "ledger", None))
 
 
 def _exists(path: Path) -> bool:
