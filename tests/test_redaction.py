@@ -254,15 +254,16 @@ def test_a_megabyte_is_redacted_in_linear_time(name):
     def best(t: str) -> float:
         times = []
         for _ in range(3):
-            t0 = time.perf_counter()
+            t0 = time.process_time()     # CPU seconds: other processes do not count
             redact(t)
-            times.append(time.perf_counter() - t0)
+            times.append(time.process_time() - t0)
         return min(times)
 
     quarter, full = best(text[: len(text) // 4]), best(text)
     assert full < 10.0, f"{name}: {full:.3f} s"
-    # below ~0.4 s, timer and cache noise dominate: only a slow run must show linear growth
-    assert full < 8 * max(quarter, 0.05), f"{name}: {quarter:.4f} s -> {full:.4f} s for 4x"
+    # below ~0.8 s, timer, cache and allocator noise dominate: only a slow run must show
+    # linear growth (a quadratic rule takes seconds here)
+    assert full < 8 * max(quarter, 0.1), f"{name}: {quarter:.4f} s -> {full:.4f} s for 4x"
 
 
 def test_a_megabyte_of_secrets_keeps_none():
