@@ -106,7 +106,6 @@ class CompactionResult:
     recall: Any = None
     request_messages: list[Mapping[str, Any]] | None = None
 
-    @property
     def to_send(self) -> list[Mapping[str, Any]]:
         """The messages to send for this request: ``request_messages`` when recall placed
         a block, else ``messages``."""

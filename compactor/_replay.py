@@ -619,7 +619,7 @@ async def replay_conversation(conv: Conversation, compactor: MessageCompactor, s
                 history.append(msg)
                 continue
             history = list(res.messages)
-            request = getattr(res, "to_send", history)   # with a recall block, when placed
+            request = res.to_send()   # with a recall block, when one was placed
             stats.model_calls += 1
             sent = compactor.count_request(request, system=conv.system, tools=tools, fmt=f)
             stats.tokens_sent += sent

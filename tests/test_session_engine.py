@@ -442,10 +442,10 @@ async def test_question_time_recall_places_an_archived_fact_next_to_the_question
     assert r.compacted and "ZEBRA-4471" not in json.dumps(r.messages)
     question = list(r.messages) + [a_text("ok"), a_user("What is the vault code?")]
     r2 = await comp.compact_if_needed(question, session_id="rc")
-    sent = json.dumps(r2.to_send)
+    sent = json.dumps(r2.to_send())
     assert "ZEBRA-4471" in sent and "recalled" in sent
     assert "ZEBRA-4471" not in json.dumps(r2.messages)
-    assert anthropic_problems(r2.to_send) == []
+    assert anthropic_problems(r2.to_send()) == []
     assert 0 in r2.recall.ordinals
     assert sink.of("recall") and 0 in sink.of("recall")[-1]["refs"]
     assert canon(store.restore("rc")) == canon(history + question[-2:])

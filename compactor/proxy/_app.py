@@ -434,7 +434,7 @@ class Proxy:
         if r.compacted:
             st.compactions += 1
         # what to send: with question-time recall on, the history plus recalled spans
-        sending = r.to_send   # the history, with question-time recall's block when placed
+        sending = r.to_send()   # the history, with question-time recall's block when placed
         if len(sending) == len(messages) and all(a is b for a, b in zip(sending, messages)):
             return None, (st, inv)
         self.stats.compacted_requests += 1
