@@ -1,6 +1,7 @@
 """MessageCompactor: the async driver."""
 
 import asyncio
+import copy
 import json
 import re
 
@@ -137,13 +138,17 @@ class SlowSummarizer:
 
 
 async def test_concurrent_calls_on_one_session_compact_once(counter):
-    """Two concurrent compact_if_needed calls with the same history summarize once."""
+    """Two concurrent compact_if_needed calls with the same history (one of them a deep
+    copy) summarize once: the second reads as the first one's compacted view and sends
+    the same messages."""
     s = SlowSummarizer()
     comp = MessageCompactor(counter=counter, window=3000, summarizer=s)
     msgs = anthropic_session(40)
     r1, r2 = await asyncio.gather(comp.compact_if_needed(msgs, session_id="x"),
-                                  comp.compact_if_needed(msgs, session_id="x"))
-    assert s.calls == 1 and r1 is r2 and comp.session("x").compaction_count == 1
+                                  comp.compact_if_needed(copy.deepcopy(msgs), session_id="x"))
+    assert s.calls == 1 and comp.session("x").compaction_count == 1
+    assert [r1.compacted, r2.compacted].count(True) == 1
+    assert r1.messages == r2.messages
 
 
 class FailingSummarizer:
