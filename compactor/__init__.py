@@ -14,7 +14,9 @@ from ._facts import extract_facts
 from ._format import PIN_KEY, Format, detect_format, strip_metadata
 from ._plan import Plan, PlanConfig, Truncation, apply, plan, summary_message
 from ._sink import LedgerSink, MemorySink, NullSink
-from ._store import RECALL_TOOL_ANTHROPIC, RECALL_TOOL_OPENAI, SessionStore, run_recall_tool
+from ._session import HistoryRewriteError
+from ._store import (RECALL_TOOL_ANTHROPIC, RECALL_TOOL_OPENAI, ArchiveNode, FileSessionStore,
+                     SessionStore, SessionStoreProtocol, StateConflictError, run_recall_tool)
 from ._summary import ExtractiveSummarizer, Summarizer, SummaryRequest, must_keep_items
 from ._tokens import (TIER_WINDOWS, HeuristicCounter, Tier, TiktokenCounter, TokenCounter,
                       WindowConfig, message_tokens)
@@ -31,6 +33,7 @@ __all__ = [
     "RECALL_TOOL_ANTHROPIC",
     "RECALL_TOOL_OPENAI",
     "TIER_WINDOWS",
+    "ArchiveNode",
     "BudgetExceededError",
     "CompactionResult",
     "CompactorError",
@@ -38,8 +41,10 @@ __all__ = [
     "ConfigError",
     "ContextOverflowError",
     "ExtractiveSummarizer",
+    "FileSessionStore",
     "Format",
     "HeuristicCounter",
+    "HistoryRewriteError",
     "InvalidHistoryError",
     "LedgerSink",
     "MemorySink",
@@ -49,6 +54,8 @@ __all__ = [
     "PlanConfig",
     "SessionState",
     "SessionStore",
+    "SessionStoreProtocol",
+    "StateConflictError",
     "Summarizer",
     "SummarizerError",
     "SummaryRequest",

@@ -15,7 +15,9 @@ def test_all_is_sorted_and_pinned():
         "SummarizerError", "SummaryRequest", "Tier", "TiktokenCounter", "TokenCounter",
         "Truncation", "Unit", "Violation", "WindowConfig", "apply", "content_hash",
         "detect_format", "extract_facts", "group_units", "message_tokens", "must_keep_items",
-        "plan", "run_recall_tool", "strip_metadata", "summary_message", "validate"}
+        "plan", "run_recall_tool", "strip_metadata", "summary_message", "validate",
+        "ArchiveNode", "FileSessionStore", "HistoryRewriteError", "SessionStoreProtocol",
+        "StateConflictError"}
     for n in names:
         assert hasattr(compactor, n), n
 
