@@ -24,4 +24,8 @@ def test_all_is_sorted_and_pinned():
 
 def test_adapters_ship_as_compactor_adapters():
     """The adapters/ folder is importable as compactor.adapters (setuptools package-dir)."""
-    import compactor.adapters  # noqa: F401
+    from pathlib import Path
+
+    import compactor.adapters
+
+    assert Path(compactor.adapters.__file__).resolve().parent.name == "adapters"

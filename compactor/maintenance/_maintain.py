@@ -194,7 +194,8 @@ class Maintenance:
         cfg: the configuration (paths, tiers, importance, retention).
         now: the time ages are measured at (aware datetime; default: UTC now). Tests and
             backfills pass it explicitly; it is also the ``ts`` of the ledger record.
-        faults: fault-injection hooks (default: from ``$COMPACTOR_MAINTENANCE_FAULT``).
+        faults: where progress points are reported (default: ``_txn.step_hook``, a no-op;
+            tests replace it in their own child processes).
     """
 
     def __init__(self, cfg: MaintenanceConfig, *, now: datetime | None = None,
