@@ -143,7 +143,7 @@ class Truncation:
     keep_chars: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Plan:
     """A compaction decision. All token figures are estimates, in tokens.
 

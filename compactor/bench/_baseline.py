@@ -22,3 +22,7 @@ class BaselineResult:
     retention_score: float = 1.0
     removed: tuple[Any, ...] = ()
     summary: str | None = None
+
+    def to_send(self) -> list[Mapping[str, Any]]:
+        """What to send: the messages (baselines place no recall block)."""
+        return self.messages

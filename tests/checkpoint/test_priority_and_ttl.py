@@ -64,7 +64,7 @@ def test_expired_tool_result_is_cleared_even_among_the_last_uses() -> None:
                                                   "content": big}]})
     msgs[2] = {**msgs[2], TTL_KEY: 1}
     msgs.append({"role": "assistant", "content": [{"type": "text", "text": "ok"}]})
-    p = _plan(msgs, Format.ANTHROPIC, share=0.72)
+    p = _plan(msgs, Format.ANTHROPIC, share=0.72, clear_tool_results=True)
     assert [c.index for c in p.cleared] == [2]
     out = apply(p, msgs, None)
     assert out[2]["content"][0]["content"].startswith(CLEARED_PREFIX)
