@@ -1225,14 +1225,14 @@ version and code, copied exactly), "notes" (other facts a reader may ask about).
 </messages>"""
 
 
-def _shape(schema: Mapping[str, Any]) -> Any:
+def _schema_shape(schema: Mapping[str, Any]) -> Any:
     """A JSON Schema as the compact shape of its instances (``{"key": "string", ...}``,
     ``[item]``): what a model needs to write one, at about a quarter of the tokens."""
     t = schema.get("type")
     if t == "object" or "properties" in schema:
-        return {k: _shape(v) for k, v in schema.get("properties", {}).items()}
+        return {k: _schema_shape(v) for k, v in schema.get("properties", {}).items()}
     if t == "array":
-        return [_shape(schema.get("items", {}))]
+        return [_schema_shape(schema.get("items", {}))]
     if isinstance(t, list):
         return "|".join(t)
     return t or "any"
@@ -1244,7 +1244,7 @@ def checkpoint_prompt(previous: Checkpoint | None, transcript: str, budget_token
     JSON following :func:`checkpoint_json_schema` (shown in its compact shape: ~290 tokens
     instead of ~1,200 for the full schema, so the prompt leaves room for the span)."""
     prev = json.dumps(previous.to_json() if previous else {}, ensure_ascii=False)
-    shape = json.dumps(_shape(checkpoint_json_schema()), separators=(",", ":"))
+    shape = json.dumps(_schema_shape(checkpoint_json_schema()), separators=(",", ":"))
     return _PROMPT.format(schema=shape, previous=prev, transcript=transcript,
                           budget=budget_tokens)
 
