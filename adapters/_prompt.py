@@ -76,6 +76,19 @@ def _block_line(b: Mapping[str, Any]) -> str:
     return ""
 
 
+def _message_line(m: Mapping[str, Any], ordinal: int | None = None) -> str:
+    """One message as ``[#N] role: text`` (tool calls and results bracketed; ``[#N]`` only
+    with an ordinal), or "" when it has no text."""
+    parts = [_block_line(b) for b in blocks(m)]
+    for c in m.get("tool_calls") or []:
+        fn = c.get("function") or {}
+        parts.append(f"[tool call {fn.get('name')} {fn.get('arguments', '')}]")
+    text = " ".join(" ".join(p.split()) for p in parts if p)
+    if not text:
+        return ""
+    return f"{'' if ordinal is None else f'[#{ordinal}] '}{m.get('role')}: {text}"
+
+
 def transcript(req: SummaryRequest) -> str:
     """The span as text, one ``role: ...`` line per message (tool calls and results
     bracketed), preceded by the previous summary and any partial summaries."""
@@ -84,14 +97,7 @@ def transcript(req: SummaryRequest) -> str:
         lines.append(f"[earlier summary]\n{req.previous_summary.strip()}")
     for k, p in enumerate(req.partials, 1):
         lines.append(f"[summary of part {k}]\n{p.strip()}")
-    for m in req.messages:
-        parts = [_block_line(b) for b in blocks(m)]
-        for c in m.get("tool_calls") or []:
-            fn = c.get("function") or {}
-            parts.append(f"[tool call {fn.get('name')} {fn.get('arguments', '')}]")
-        text = " ".join(" ".join(p.split()) for p in parts if p)
-        if text:
-            lines.append(f"{m.get('role')}: {text}")
+    lines.extend(x for x in map(_message_line, req.messages) if x)
     return "\n".join(lines)
 
 
@@ -114,14 +120,7 @@ def _ordinal_transcript(req: SummaryRequest) -> str:
     by any partial summaries."""
     lines = [f"[summary of part {k}]\n{p.strip()}" for k, p in enumerate(req.partials, 1)]
     ords = list(req.ordinals) if req.ordinals else [None] * len(req.messages)
-    for o, m in zip(ords, req.messages):
-        parts = [_block_line(b) for b in blocks(m)]
-        for c in m.get("tool_calls") or []:
-            fn = c.get("function") or {}
-            parts.append(f"[tool call {fn.get('name')} {fn.get('arguments', '')}]")
-        text = " ".join(" ".join(p.split()) for p in parts if p)
-        if text:
-            lines.append(f"{'' if o is None else f'[#{o}] '}{m.get('role')}: {text}")
+    lines.extend(x for x in map(_message_line, req.messages, ords) if x)
     return "\n".join(lines)
 
 
