@@ -170,9 +170,9 @@ class RecallIndex:
         #: nodes written to the FTS tables by this object (tests observe increments)
         self.indexed_total = 0
         with self._mu:
-            if self.path is not None:
-                self._db.execute("pragma journal_mode=wal")
             self._db.execute(f"pragma busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            if self.path is not None:
+                self._wal()
             self._db.execute("begin immediate")
             try:
                 for stmt in _SCHEMA.strip().split(";"):
@@ -182,6 +182,21 @@ class RecallIndex:
             except BaseException:
                 self._db.execute("rollback")
                 raise
+
+    def _wal(self) -> None:
+        """Switch the file to the WAL journal. SQLite answers "database is locked" at once,
+        without its busy handler, when another process opens the same new file at that
+        moment: retry (tenacity) up to :data:`BUSY_TIMEOUT_S` seconds."""
+        from tenacity import (Retrying, retry_if_exception, stop_after_delay,
+                              wait_random_exponential)
+
+        for attempt in Retrying(
+                retry=retry_if_exception(lambda e: isinstance(e, sqlite3.OperationalError)
+                                         and "locked" in str(e)),
+                stop=stop_after_delay(BUSY_TIMEOUT_S), wait=wait_random_exponential(0.01, 0.5),
+                reraise=True):
+            with attempt:
+                self._db.execute("pragma journal_mode=wal")
 
     # ------------------------------------------------------------------ lifecycle
     _shared: "dict[Path, RecallIndex]" = {}
