@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from compactor._errors import ConfigError
 
@@ -130,3 +131,19 @@ class Calibrator:
         ours = (usable - s.offset) / s.slope if s.slope > 0 else usable
         ours = min(max(ours, usable / self.bounds[1]), usable / self.bounds[0])
         return max(reserved + 1, int(ours) + reserved)
+
+
+def call_window(compactor: Any, calibrator: Calibrator, *, window: int | None,
+                model: str | None, max_tokens: int | None, calibrate: bool) -> int | None:
+    """The window, in our tokens, a wrapper hands the compactor for one call: the
+    wrapper's ``window``, else the compactor's, else the model's tier window (None when
+    neither a window nor a model is known), calibrated to the provider's counts for
+    ``model`` with ``max_tokens`` (else the compactor's reserve) kept for the answer."""
+    w = window or compactor.window
+    if w is None and model is None:
+        return None
+    w = w or compactor.windows.window_for(model)
+    reserve = compactor.reserve_output_tokens if max_tokens is None else max_tokens
+    if not calibrate or model is None or reserve >= w:
+        return w
+    return calibrator.window(model, w, reserve)

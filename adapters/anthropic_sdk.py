@@ -24,7 +24,7 @@ from compactor._sink import LedgerSink
 from compactor._summary import SummaryRequest
 
 from ._caching import mark_summary
-from ._calibration import CalibrationState, Calibrator
+from ._calibration import CalibrationState, Calibrator, call_window
 from ._prompt import DEFAULT_PROMPT, SYSTEM_PROMPT, check_template, finish, local_merge, prompt_for
 from ._resilience import (CallContext, ProviderCallError, RetryPolicy, call_with_retries,
                           parse_retry_after, redact)
@@ -257,12 +257,9 @@ class CompactingAnthropic:
     # ------------------------------------------------------------------ internals
     def _window(self, model: str | None, max_tokens: int | None) -> int:
         """The window, in our tokens, for this call (calibrated)."""
-        c = self.compactor
-        w = self.window or c.window or c.windows.window_for(model)
-        reserve = c.reserve_output_tokens if max_tokens is None else max_tokens
-        if not self.calibrate or model is None or reserve >= w:
-            return w
-        return self.calibrator.window(model, w, reserve)
+        w = call_window(self.compactor, self.calibrator, window=self.window, model=model,
+                        max_tokens=max_tokens, calibrate=self.calibrate)
+        return w if w is not None else self.compactor.windows.window_for(model)
 
     async def _compact(self, kwargs: Mapping[str, Any], window: int) -> CompactionResult:
         return await self.compactor.compact_if_needed(

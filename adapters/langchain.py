@@ -30,7 +30,7 @@ from compactor._errors import ConfigError
 from compactor._format import Format
 from compactor._optional import require
 
-from ._calibration import Calibrator
+from ._calibration import Calibrator, call_window
 
 require("langchain_core", extra="langchain", what="compactor.adapters.langchain")
 from langchain_core.messages import (AIMessage, BaseMessage, HumanMessage,  # noqa: E402
@@ -393,15 +393,8 @@ class CompactionMiddleware(_Base):  # type: ignore[misc,valid-type]
         return kwargs, (dicts, sources, sid, last_ai)
 
     def _window(self, model: str | None) -> int | None:
-        c = self.compactor
-        w = self.window or c.window
-        if w is None and model is None:
-            return None
-        w = w or c.windows.window_for(model)
-        reserve = c.reserve_output_tokens if self.max_tokens is None else self.max_tokens
-        if not self.calibrate or model is None or reserve >= w:
-            return w
-        return self.calibrator.window(model, w, reserve)
+        return call_window(self.compactor, self.calibrator, window=self.window, model=model,
+                           max_tokens=self.max_tokens, calibrate=self.calibrate)
 
     def _update(self, messages: Sequence[BaseMessage], r: Any, ctx: Any) -> dict[str, Any] | None:
         """The state update for result ``r`` (None when nothing was compacted)."""

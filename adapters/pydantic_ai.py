@@ -30,7 +30,7 @@ from compactor._errors import ConfigError
 from compactor._format import Format, is_summary
 from compactor._optional import require
 
-from ._calibration import Calibrator
+from ._calibration import Calibrator, call_window
 
 require("pydantic_ai", extra="pydantic-ai", what="compactor.adapters.pydantic_ai")
 from pydantic_ai import RunContext  # noqa: E402
@@ -319,15 +319,8 @@ class CompactingHistoryProcessor:
         self._last_estimate: dict[str, tuple[int, Any]] = {}
 
     def _window(self, model: str | None) -> int | None:
-        c = self.compactor
-        w = self.window or c.window
-        if w is None and model is None:
-            return None
-        w = w or c.windows.window_for(model)
-        reserve = c.reserve_output_tokens if self.max_tokens is None else self.max_tokens
-        if not self.calibrate or model is None or reserve >= w:
-            return w
-        return self.calibrator.window(model, w, reserve)
+        return call_window(self.compactor, self.calibrator, window=self.window, model=model,
+                           max_tokens=self.max_tokens, calibrate=self.calibrate)
 
     async def __call__(self, ctx: RunContext[Any], messages: list[ModelMessage]
                        ) -> list[ModelMessage]:
