@@ -36,7 +36,6 @@ from tenacity import (AsyncRetrying, RetryCallState, retry_if_exception, stop_af
 from compactor._compactor import MessageCompactor
 from compactor._summarizing import SUMMARY_SLACK_TOKENS, check_summary, input_tokens  # noqa: F401
 from compactor._errors import ConfigError, SummarizerError
-from compactor._format import text_of
 from compactor._redact import redact
 from compactor._sink import LedgerSink, NullSink
 from compactor._summary import ExtractiveSummarizer, Summarizer, SummaryRequest
@@ -224,6 +223,39 @@ def _fields(context: CallContext, exc: BaseException | None,
         "retry_after_s": getattr(exc, "retry_after_s", None), **extra,
         "error": redact(f"{type(exc).__name__}: {exc}", *context.secrets)[:500],
     }
+
+
+async def post_json(client: Any, url: str, *, body: Mapping[str, Any],
+                    headers: Mapping[str, str], timeout_s: float,
+                    secrets: Sequence[str] = ()) -> Mapping[str, Any]:
+    """POST ``body`` with an ``httpx.AsyncClient`` and read a JSON object back.
+
+    Raises:
+        ProviderCallError: ``kind="timeout"``, ``"connection"`` (connect errors, resets,
+            truncated bodies), ``"status"`` (HTTP >= 400; the body, secrets masked, and
+            ``retry-after`` kept) or ``"malformed"`` (not a JSON object).
+    """
+    import httpx
+
+    try:
+        resp = await client.post(url, json=body, headers=dict(headers), timeout=timeout_s)
+    except httpx.TimeoutException as e:
+        raise ProviderCallError("the request timed out", kind="timeout") from e
+    except httpx.TransportError as e:  # connect errors, resets, truncated bodies
+        raise ProviderCallError(f"connection error: {type(e).__name__}",
+                                kind="connection") from e
+    if resp.status_code >= 400:
+        raise ProviderCallError(f"HTTP {resp.status_code}: {redact(resp.text, *secrets)[:300]}",
+                                status=resp.status_code,
+                                retry_after_s=parse_retry_after(resp.headers))
+    try:
+        data = resp.json()
+    except ValueError as e:
+        raise ProviderCallError("malformed response: the body is not JSON",
+                                kind="malformed") from e
+    if not isinstance(data, Mapping):
+        raise ProviderCallError("malformed response: not a JSON object", kind="malformed")
+    return data
 
 
 def _name(s: Summarizer) -> str:

@@ -20,7 +20,7 @@ from compactor._summary import SummaryRequest
 
 from ._prompt import DEFAULT_PROMPT, SYSTEM_PROMPT, check_template, finish, local_merge, prompt_for
 from ._resilience import (CallContext, ProviderCallError, RetryPolicy, call_with_retries,
-                          parse_retry_after, redact)
+                          post_json)
 
 #: ``async def route(messages, **kw) -> Any``: the model-router pattern.
 Route = Callable[..., Awaitable[Any]]
@@ -100,27 +100,9 @@ class OpenAIChatSummarizer:
         headers = {"content-type": "application/json"}
         if self._api_key:
             headers["authorization"] = f"Bearer {self._api_key}"
-        try:
-            resp = await self.client.post(f"{self.base_url}/chat/completions", json=body,
-                                          headers=headers, timeout=self.timeout_s)
-        except httpx.TimeoutException as e:
-            raise ProviderCallError("the request timed out", kind="timeout") from e
-        except httpx.TransportError as e:  # connect errors, resets, truncated bodies
-            raise ProviderCallError(f"connection error: {type(e).__name__}",
-                                    kind="connection") from e
-        if resp.status_code >= 400:
-            raise ProviderCallError(f"HTTP {resp.status_code}: "
-                                    f"{redact(resp.text, self._api_key)[:300]}",
-                                    status=resp.status_code,
-                                    retry_after_s=parse_retry_after(resp.headers))
-        try:
-            data = resp.json()
-        except ValueError as e:
-            raise ProviderCallError("malformed response: the body is not JSON",
-                                    kind="malformed") from e
-        if not isinstance(data, Mapping):
-            raise ProviderCallError("malformed response: not a JSON object", kind="malformed")
-        return data
+        return await post_json(self.client, f"{self.base_url}/chat/completions", body=body,
+                               headers=headers, timeout_s=self.timeout_s,
+                               secrets=(self._api_key,) if self._api_key else ())
 
     async def summarize(self, request: SummaryRequest) -> str:
         """The model's summary of ``request``.

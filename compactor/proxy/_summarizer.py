@@ -31,7 +31,7 @@ from .._sink import LedgerSink
 from .._summary import SummaryRequest
 from ..adapters._prompt import DEFAULT_PROMPT, SYSTEM_PROMPT, local_merge, render
 from ..adapters._resilience import (CallContext, ProviderCallError, RetryPolicy,
-                                    call_with_retries, parse_retry_after, redact)
+                                    call_with_retries, post_json)
 from ._identity import CREDENTIAL_HEADERS
 
 #: The default summary models per wire format (cheap ones; ``--summary-model`` overrides).
@@ -159,27 +159,8 @@ class UpstreamSummarizer:
         url = f"{caller.upstream}/v1/messages"
 
         async def call() -> Any:
-            try:
-                resp = await self.client.post(url, json=body, headers=headers,
-                                              timeout=self.timeout_s)
-            except httpx.TimeoutException as e:
-                raise ProviderCallError("the request timed out", kind="timeout") from e
-            except httpx.TransportError as e:
-                raise ProviderCallError(f"connection error: {type(e).__name__}",
-                                        kind="connection") from e
-            if resp.status_code >= 400:
-                raise ProviderCallError(
-                    f"HTTP {resp.status_code}: {redact(resp.text, *secrets)[:300]}",
-                    status=resp.status_code, retry_after_s=parse_retry_after(resp.headers))
-            try:
-                data = resp.json()
-            except ValueError as e:
-                raise ProviderCallError("malformed response: the body is not JSON",
-                                        kind="malformed") from e
-            if not isinstance(data, Mapping):
-                raise ProviderCallError("malformed response: not a JSON object",
-                                        kind="malformed")
-            return data
+            return await post_json(self.client, url, body=body, headers=headers,
+                                   timeout_s=self.timeout_s, secrets=secrets)
 
         ctx = CallContext(f"proxy-upstream/{model}", model, request.session_id,
                           caller.agent_id, secrets)
