@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, Sequence
+
+from compactor._store import ArchiveNode, chain_id, content_hash
 
 _ids = itertools.count()
 
@@ -58,3 +60,14 @@ def anthropic_session(turns: int, *, words: int = 40) -> list[dict[str, Any]]:
         msgs += [call, res, a_text(f"Fixed BUG-{1000 + t}. " + "explanation " * words)]
     msgs.append(a_user("What next?"))
     return msgs
+
+
+def linear_nodes(msgs: Sequence[dict[str, Any]], start: int = 0,
+                 prev: str = "") -> list[ArchiveNode]:
+    """Archive nodes of ``msgs`` at positions ``start``... chained after ``prev``."""
+    out = []
+    for i, m in enumerate(msgs, start):
+        h = content_hash(m)
+        out.append(ArchiveNode(i, h, prev, m))
+        prev = chain_id(prev, h)
+    return out

@@ -12,23 +12,15 @@ import pytest
 from compactor import (RECALL_TOOL_ANTHROPIC, RECALL_TOOL_OPENAI, ConfigError, Format,
                        MessageCompactor, SessionStore, run_recall_tool, validate)
 from compactor._replay import load_conversations, replay
-from compactor._store import ArchiveNode, canonical_json, chain_id, content_hash
+from compactor._store import canonical_json
 
-from builders import a_calls, a_text, a_user, anthropic_session
+from builders import a_calls, a_text, a_user, anthropic_session, linear_nodes
 
 
 def canon(msgs):
     return [canonical_json(m) for m in msgs]
 
 
-def linear(msgs, first=0, prev=""):
-    """Archive nodes of ``msgs`` at positions ``first``..., chained after ``prev``."""
-    out = []
-    for i, m in enumerate(msgs, first):
-        h = content_hash(m)
-        out.append(ArchiveNode(i, h, prev, m))
-        prev = chain_id(prev, h)
-    return out
 
 
 async def test_restore_after_compactions_is_byte_identical(tmp_path, counter):
@@ -98,7 +90,7 @@ def test_files_are_private_and_archives_close_to_gzip(tmp_path):
     """Archive and state files are 0600; a closed segment is gzip and still restores."""
     store = SessionStore(tmp_path)
     msgs = anthropic_session(3)
-    nodes = linear(msgs)
+    nodes = linear_nodes(msgs)
     store.append("a/b", nodes)
     store.save_state("a/b", {"summary": "s"})
     d = store.session_dir("a/b")
@@ -106,7 +98,7 @@ def test_files_are_private_and_archives_close_to_gzip(tmp_path):
         assert stat.S_IMODE(os.stat(d / f).st_mode) == 0o600
     gz = store.close_archive("a/b")
     assert gz.name.endswith(".jsonl.gz") and not (d / "archive.jsonl").exists()
-    store.append("a/b", linear([a_user("after close")], len(msgs), nodes[-1].chain))
+    store.append("a/b", linear_nodes([a_user("after close")], len(msgs), nodes[-1].chain))
     assert canon(store.restore("a/b")) == canon(msgs + [a_user("after close")])
     assert store.sessions() == ["a/b"]
     for bad in ("", ".", "..", "a\0b"):
@@ -118,7 +110,7 @@ def test_torn_archive_tail_is_ignored(tmp_path):
     """A crash mid-append leaves a torn line; restore returns every complete record."""
     store = SessionStore(tmp_path)
     msgs = anthropic_session(2)
-    store.append("t", linear(msgs))
+    store.append("t", linear_nodes(msgs))
     with open(store.session_dir("t") / "archive.jsonl", "a") as fh:
         fh.write('{"ordinal": 99, "hash": "h", "mess')
     assert canon(store.restore("t")) == canon(msgs)

@@ -12,7 +12,8 @@ from typing import Any, Iterator, Sequence
 
 import pytest
 
-from compactor._store import ArchiveNode, canonical_json, chain_id, content_hash
+from builders import linear_nodes
+from compactor._store import canonical_json
 
 PG_ENV = "COMPACTOR_TEST_PG"
 SKIP_REASON = ("no PostgreSQL for tests/pg: run .ci/run, or set COMPACTOR_TEST_PG="
@@ -57,15 +58,6 @@ def pg_store(pg_url: str) -> Iterator[Any]:
         store.close()
 
 
-def linear_nodes(msgs: Sequence[dict[str, Any]], start: int = 0,
-                 prev: str = "") -> list[ArchiveNode]:
-    """Archive nodes of ``msgs`` at positions ``start``... chained after ``prev``."""
-    out = []
-    for i, m in enumerate(msgs, start):
-        h = content_hash(m)
-        out.append(ArchiveNode(i, h, prev, m))
-        prev = chain_id(prev, h)
-    return out
 
 
 def canon(msgs: Sequence[Any]) -> list[str]:
