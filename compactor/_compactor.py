@@ -23,24 +23,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ._errors import (CompactorError, ConfigError, ContextOverflowError, InvalidHistoryError,
-                      SummarizerError)
+from ._errors import CompactorError, ConfigError, ContextOverflowError, InvalidHistoryError
 from ._facts import missing
 from ._format import SUMMARY_CLOSE, SUMMARY_OPEN, Format, detect_format, text_of
 from ._plan import Plan, PlanConfig, apply, plan, summary_message
 from ._prices import DEFAULT_PRICES, price_usage
-from ._redact import redact
-from ._session import (HistoryRewriteError, Resolution, SessionState, after_compaction, commit, nodes_for, resolve,
-                       view_resolution)
+from ._session import (HistoryRewriteError, Resolution, SessionState, after_compaction, commit,
+                       merge_ranges, nodes_for, resolve, view_resolution)
 from ._sink import LedgerSink, NullSink
 from ._store import (ArchiveNode, SessionStoreProtocol, StateConflictError, content_hash,
                      encode_session_id)
-from ._summarizing import SUMMARY_SLACK_TOKENS, SummaryRunner, notice_summary
+from ._summarizing import SummaryRunner
 from ._summary import (ExtractiveSummarizer, Summarizer, SummaryRequest, add_missing_facts,
                        must_keep_items)
 from ._tokens import (Tier, TokenCounter, WindowConfig, check_tokens, default_counter,
                       message_tokens, system_tokens, tools_tokens, usable_tokens)
-from ._units import PinPredicate, group_units
+from ._units import PinPredicate
 from ._validate import PAIRING_RULES, raise_for, validate
 
 log = logging.getLogger("compactor")
@@ -478,11 +476,13 @@ class MessageCompactor:
             return res
         from ._recall import with_recall
 
-        excl = {o for o, h in s.view if o is not None and o < len(s.branch) and s.branch[o] == h}
-        if not res.compacted:
-            excl = {o for o, h in zip(live.prev_res.ordinals, live.prev_res.work_hashes)
-                    if o is not None and h is not None and o < len(s.branch) and s.branch[o] == h} \
-                if live.prev_res is not None else set()
+        # the ordinals whose original is in the context verbatim: the new view after a
+        # compaction, else the call's work
+        pairs = (s.view if res.compacted else
+                 zip(live.prev_res.ordinals, live.prev_res.work_hashes)
+                 if live.prev_res is not None else ())
+        excl = {o for o, h in pairs
+                if o is not None and h is not None and o < len(s.branch) and s.branch[o] == h}
         rr = await with_recall(self, res, session_id=session_id, share=self.recall_share,
                                chains=s.chains if s.chained else None, exclude_ordinals=excl)
         if not rr.block:
@@ -749,8 +749,8 @@ class MessageCompactor:
                 await self._emit("state_conflict", {
                     "session_id": sid, "agent_id": self.agent_id, "expected": e.expected,
                     "found": e.found})
-            archive_ref = {"session_id": sid, "ranges": _ranges(
-                [r.ordinals[i] for i in p.evicted if r.ordinals[i] is not None])}
+            archive_ref = {"session_id": sid, "ranges": merge_ranges(
+                [], [o for o in (r.ordinals[i] for i in p.evicted) if o is not None])}
         # the next call extends the caller's full history, or this result
         if r.mode == "full":
             live.prev_res = view_resolution(s, new, "full", len(caller))
@@ -825,12 +825,6 @@ def _hash_all(msgs: Sequence[Mapping[str, Any]], first: int = 0) -> list[str]:
                                       "plain dicts, lists, strings and numbers",
                                       index=i, rule="not_json") from None
     return out
-
-
-def _ranges(ordinals: Sequence[int]) -> list[list[int]]:
-    from ._session import merge_ranges
-
-    return merge_ranges([], ordinals)
 
 
 def _summary_text(message: Mapping[str, Any]) -> str:

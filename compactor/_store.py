@@ -39,6 +39,7 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 from urllib.parse import quote, unquote
@@ -797,8 +798,8 @@ class SessionStat:
 
     session_id: str
     bytes: int
-    last_active: "datetime"
-    first_seen: "datetime"
+    last_active: datetime
+    first_seen: datetime
     marked: bool
     empty: bool
 # ---- end of maintenance support
