@@ -1,8 +1,8 @@
 """Test helpers shipped with the package: a loopback provider server.
 
 :class:`LoopbackServer` is a real HTTP server on ``127.0.0.1`` (ephemeral port) that
-speaks the Anthropic Messages API (JSON and SSE, ``count_tokens``) and OpenAI chat
-completions closely enough for the real SDKs, validates every request against the
+speaks the Anthropic Messages API (JSON and SSE, ``count_tokens``), OpenAI chat
+completions and the OpenAI Responses API (JSON and SSE) closely enough for the real SDKs, validates every request against the
 provider rules (``server.violations``), records every request (credentials redacted)
 and injects scripted faults (:class:`Fault`). See ``docs/testing.md``.
 
@@ -10,10 +10,11 @@ A pytest fixture, ``loopback_server``, lives in ``compactor.testing.pytest_plugi
 (add ``pytest_plugins = ["compactor.testing.pytest_plugin"]`` to your root conftest).
 """
 
-from ._server import (CHAT_PATH, COUNT_TOKENS_PATH, MESSAGES_PATH, Fault, LoopbackServer,
-                      Responder, echo_responder, http_date)
+from ._server import (CHAT_PATH, COUNT_TOKENS_PATH, MESSAGES_PATH, RESPONSES_PATH, Fault,
+                      LoopbackServer, Responder, echo_responder, http_date)
 from ._wire import (PromptCache, ProviderTokenizer, RecordedRequest, ReferenceTokenizer, Reply,
-                    RequestViolation, check_chat_request, check_messages_request)
+                    RequestViolation, check_chat_request, check_messages_request,
+                    check_responses_request)
 
 __all__ = [
     "CHAT_PATH",
@@ -23,6 +24,7 @@ __all__ = [
     "LoopbackServer",
     "PromptCache",
     "ProviderTokenizer",
+    "RESPONSES_PATH",
     "RecordedRequest",
     "ReferenceTokenizer",
     "Reply",
@@ -30,6 +32,7 @@ __all__ = [
     "Responder",
     "check_chat_request",
     "check_messages_request",
+    "check_responses_request",
     "echo_responder",
     "http_date",
 ]

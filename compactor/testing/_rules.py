@@ -32,21 +32,36 @@ OpenAI chat completions
     follow it, before the next non-tool message), ``orphan_result`` (a tool message that
     does not answer an id of the assistant message its run of tool messages follows),
     ``duplicate_result`` (one id answered twice).
+OpenAI Responses API (``input`` items)
+    ``empty_messages`` (an empty list, or neither a string nor a list), ``shape`` (an
+    item that is not an object, or has neither a string ``type`` nor a ``role``; a
+    content part that is not an object with a string type), ``role`` (a message role
+    other than user/assistant/system/developer), ``empty_content`` (a message with no
+    content, ``""`` or ``[]``), ``arguments_type`` (``function_call.arguments`` not a
+    string), ``duplicate_tool_id`` (two ``function_call`` items with one ``call_id``),
+    ``unanswered_call`` (a ``function_call`` with no ``function_call_output`` of its
+    ``call_id`` later in the input), ``orphan_result`` (a ``function_call_output`` whose
+    ``call_id`` no earlier ``function_call`` opened; not checked when the request
+    continues a stored conversation: ``previous_response_id`` / ``conversation``),
+    ``duplicate_result`` (one call answered twice) and ``orphan_reasoning`` (a
+    ``reasoning`` item not followed by the output item it preceded: a ``function_call``,
+    an assistant message or another model output item).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Broken", "anthropic_problems", "openai_problems", "MESSAGE_RULES"]
+__all__ = ["Broken", "anthropic_problems", "openai_problems", "responses_problems",
+           "MESSAGE_RULES"]
 
 #: Every rule code this module reports (the request-level rules are checked elsewhere).
 MESSAGE_RULES = frozenset({
     "empty_messages", "shape", "role", "empty_content", "misplaced_block",
     "duplicate_tool_id", "unanswered_call", "orphan_result", "duplicate_result",
-    "result_order", "arguments_type", "thinking_first", "thinking_block"})
+    "result_order", "arguments_type", "thinking_first", "thinking_block", "orphan_reasoning"})
 
 _THINKING = ("thinking", "redacted_thinking")
 
@@ -238,4 +253,117 @@ def openai_problems(messages: Any, *, open_calls_at_end: bool = False) -> list[B
         if ids:
             opener, waiting = i, ids
     close_run()
+    return sorted(out, key=lambda b: -1 if b.index is None else b.index)
+
+
+#: Message roles the Responses API accepts in an input message (any other is a 400:
+#: "Invalid value: 'tool'. Supported values are: 'assistant', 'system', 'developer', and 'user'.").
+RESPONSES_ROLES = ("user", "assistant", "system", "developer")
+
+#: Item types that answer the model (user side): after one of these, a call of an earlier
+#: model turn is no longer "open at the end".
+_USER_SIDE = ("function_call_output",)
+
+
+def _item_kind(item: Any) -> str | None:
+    """An input item's type (``message`` for a ``{"role": ..., "content": ...}`` item
+    without one), or None when it has neither a string type nor a string role."""
+    if not isinstance(item, Mapping):
+        return None
+    t = item.get("type")
+    if isinstance(t, str):
+        return t
+    return "message" if isinstance(item.get("role"), str) else None
+
+
+def _is_model_output(item: Mapping[str, Any], kind: str) -> bool:
+    """Whether ``item`` is something the model produced (what a reasoning item precedes):
+    an assistant message or any item that is neither a message of another role, a
+    ``function_call_output`` nor another ``reasoning`` item."""
+    if kind == "message":
+        return item.get("role") == "assistant"
+    return kind not in ("function_call_output", "reasoning", "item_reference")
+
+
+def responses_problems(items: Any, *, open_calls_at_end: bool = False,
+                       stateful: bool = False) -> list[Broken]:
+    """The OpenAI Responses API rules a request's ``input`` breaks (empty when it keeps them).
+
+    Args:
+        items: the request's ``input``: a string (always valid) or a list of items.
+        open_calls_at_end: accept ``function_call`` items of the last model turn (no
+            ``function_call_output`` or non-assistant message after them) without outputs.
+        stateful: the request continues a stored conversation (``previous_response_id`` or
+            ``conversation``): an output may answer a call that is not in ``items``.
+    """
+    if isinstance(items, str):
+        return []
+    if not isinstance(items, list) or not items:
+        return [Broken("empty_messages", None, "input: a string or a non-empty list of "
+                       "items is required")]
+    out: list[Broken] = []
+    kinds = [_item_kind(x) for x in items]
+    calls: dict[str, int] = {}        # call_id -> index of its function_call
+    answered: set[str] = set()
+    for i, (item, kind) in enumerate(zip(items, kinds)):
+        if kind is None:
+            out.append(Broken("shape", i, "an input item is an object with a string type "
+                              "(or a message with a string role)"))
+            continue
+        if kind == "message":
+            role = item.get("role")
+            if role not in RESPONSES_ROLES:
+                out.append(Broken("role", i, f"Invalid value: {role!r}. Supported values are: "
+                                  "'assistant', 'system', 'developer', and 'user'."))
+            c = item.get("content")
+            if c is None or c == "" or c == []:
+                out.append(Broken("empty_content", i, "a message needs content"))
+            elif isinstance(c, list):
+                if any(not isinstance(p, Mapping) or not isinstance(p.get("type"), str)
+                       for p in c):
+                    out.append(Broken("shape", i, "a content part is an object with a "
+                                      "string type"))
+            elif not isinstance(c, str):
+                out.append(Broken("shape", i, "content is a string or a list of parts"))
+        elif kind == "function_call":
+            cid = str(item.get("call_id"))
+            if not isinstance(item.get("arguments"), str):
+                out.append(Broken("arguments_type", i, f"Invalid type for 'input[{i}]."
+                                  "arguments': expected a string (JSON-encoded arguments)"))
+            if cid in calls:
+                out.append(Broken("duplicate_tool_id", i, f"Duplicate 'call_id': {cid}"))
+            else:
+                calls[cid] = i
+        elif kind == "function_call_output":
+            cid = str(item.get("call_id"))
+            if cid in answered:
+                out.append(Broken("duplicate_result", i, "Duplicate function_call_output for "
+                                  f"call_id {cid!r}"))
+            elif cid not in calls and not stateful:
+                out.append(Broken("orphan_result", i, "No tool call found for function call "
+                                  f"output with call_id {cid}."))
+            answered.add(cid)
+        elif kind == "reasoning":
+            nxt = i + 1
+            ok = nxt < len(items) and kinds[nxt] is not None \
+                and _is_model_output(items[nxt], kinds[nxt])  # type: ignore[arg-type]
+            if not ok:
+                rid = item.get("id") or "(no id)"
+                out.append(Broken("orphan_reasoning", i, f"Item {rid!r} of type 'reasoning' "
+                                  "was provided without its required following item."))
+    # a call is open at the end when nothing answering the model comes after it
+    last_user_side = max((i for i, (x, k) in enumerate(zip(items, kinds))
+                          if k in _USER_SIDE or (k == "message" and isinstance(x, Mapping)
+                                                  and x.get("role") != "assistant")),
+                         default=-1)
+    outputs: dict[str, list[int]] = {}
+    for j, (x, k) in enumerate(zip(items, kinds)):
+        if k == "function_call_output":
+            outputs.setdefault(str(x.get("call_id")), []).append(j)
+    for cid, i in calls.items():
+        answered_later = any(j > i for j in outputs.get(cid, ()))
+        if answered_later or (open_calls_at_end and i > last_user_side):
+            continue
+        out.append(Broken("unanswered_call", i, f"No tool output found for function call "
+                          f"{cid}."))
     return sorted(out, key=lambda b: -1 if b.index is None else b.index)

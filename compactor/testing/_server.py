@@ -1,5 +1,6 @@
 """``LoopbackServer``: a real HTTP server on 127.0.0.1 that speaks the Anthropic
-Messages API and OpenAI chat completions closely enough for the real SDKs, validates
+Messages API, OpenAI chat completions and the OpenAI Responses API closely enough for
+the real SDKs, validates
 every request against the provider rules, records everything, and misbehaves on cue.
 
 The message rules (tool pairing, roles, thinking) are judged by ``_rules.py``, a checker
@@ -31,8 +32,10 @@ from urllib.parse import urlsplit
 from . import _rules
 from ._wire import (PromptCache, ProviderTokenizer, RecordedRequest, ReferenceTokenizer, Reply,
                     RequestViolation, anthropic_error, chat_body, check_chat_request,
-                    check_messages_request, last_user_text, message_body, openai_error,
-                    redact_headers, reply_blocks, sse, stream_events, text_tokens)
+                    check_messages_request, check_responses_request, last_user_text,
+                    message_body, openai_error, redact_headers, reply_blocks, responses_body,
+                    responses_output, responses_stateful, responses_stream_events,
+                    responses_usage, stream_events, text_tokens)
 
 #: A responder turns a recorded request into the model's reply (a ``Reply`` or plain text).
 Responder = Callable[[RecordedRequest], Union[Reply, str]]
@@ -40,6 +43,7 @@ Responder = Callable[[RecordedRequest], Union[Reply, str]]
 MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 CHAT_PATH = "/v1/chat/completions"
+RESPONSES_PATH = "/v1/responses"
 
 
 def echo_responder(request: RecordedRequest) -> Reply:
@@ -167,21 +171,26 @@ class LoopbackServer:
             assert server.violations == []
 
     Endpoints: ``POST /v1/messages`` (JSON or SSE with ``"stream": true``),
-    ``POST /v1/messages/count_tokens`` and ``POST /v1/chat/completions`` (JSON or SSE).
-    Every Messages / chat request is validated: its request-level fields as
-    ``check_messages_request`` / ``check_chat_request`` say, its messages by the
-    independent checker in ``_rules.py`` (not ``compactor.validate``); an invalid one
-    gets HTTP 400 with the provider's error body and is listed in :attr:`violations`.
+    ``POST /v1/messages/count_tokens``, ``POST /v1/chat/completions`` (JSON or SSE) and
+    ``POST /v1/responses`` (a ``response`` object, or its semantic SSE events).
+    Every Messages / chat / Responses request is validated: its request-level fields as
+    ``check_messages_request`` / ``check_chat_request`` / ``check_responses_request``
+    say, its messages (Responses: ``input`` items) by the independent checker in
+    ``_rules.py`` (not ``compactor.validate``); an invalid one gets HTTP 400 with the
+    provider's error body and is listed in :attr:`violations`.
 
     Args:
         responder: ``(request) -> Reply | str``, the model (default: :func:`echo_responder`).
         tokenizer: counts input tokens for ``usage`` and ``count_tokens`` (default:
             :class:`ReferenceTokenizer`, deliberately unlike the compactor's counters).
         allow_prefill: accept a trailing assistant message.
-        max_context_tokens: reject (400 ``prompt_too_long``) a Messages or chat request
-            whose input tokens, or input + ``max_tokens`` (chat: or
-            ``max_completion_tokens``), exceed this; None: no limit.
-        cache_min_tokens: shortest prefix, in tokens, the simulated prompt cache stores.
+        max_context_tokens: reject (400 ``prompt_too_long``) a Messages, chat or
+            Responses request whose input tokens, or input + ``max_tokens`` (chat: or
+            ``max_completion_tokens``; Responses: ``max_output_tokens``), exceed this;
+            None: no limit.
+        cache_min_tokens: shortest prefix, in tokens, the simulated prompt cache stores
+            (Messages: prefixes ending at ``cache_control``; Responses: automatic prefix
+            caching, reported as ``cached_tokens``).
         host: the address to bind (loopback only by default).
     """
 
@@ -345,13 +354,21 @@ def _request_rules(found: list[tuple[str, int | None, str]]) -> list[tuple[str, 
     return [f for f in found if f[0] not in _rules.MESSAGE_RULES]
 
 
-def _message_rules(body: Any, *, chat: bool) -> list[tuple[str, int | None, str]]:
-    """The message rules ``body["messages"]`` breaks, by the independent checker
-    (extended thinking on when ``body["thinking"]["type"] == "enabled"``)."""
+def _message_rules(body: Any, *, api: str) -> list[tuple[str, int | None, str]]:
+    """The message rules ``body["messages"]`` (``api="responses"``: ``body["input"]``)
+    breaks, by the independent checker (``api`` ``"anthropic"``: extended thinking on
+    when ``body["thinking"]["type"] == "enabled"``)."""
     if not isinstance(body, Mapping):
         return []
+    if api == "responses":
+        items = body.get("input")
+        stateful = responses_stateful(body)
+        if items is None or (stateful and items == []):
+            return []          # a missing input is a request-level finding
+        found = _rules.responses_problems(items, stateful=stateful)
+        return [(b.rule, b.index, b.detail) for b in found]
     msgs = body.get("messages")
-    if chat:
+    if api == "chat":
         found = _rules.openai_problems(msgs)
     else:
         th = body.get("thinking")
@@ -448,12 +465,16 @@ class _Handler(BaseHTTPRequestHandler):
         rec = owner._record("POST", path, self.headers, body)
         self._req_id = f"req_loop_{rec.seq:06d}"
         chat = path == CHAT_PATH
+        responses = path == RESPONSES_PATH
         if path in (MESSAGES_PATH, COUNT_TOKENS_PATH):
             found = _request_rules(check_messages_request(
                 body, allow_prefill=owner.allow_prefill, count_tokens=path == COUNT_TOKENS_PATH))
-            found += _message_rules(body, chat=False)
+            found += _message_rules(body, api="anthropic")
         elif chat:
-            found = _request_rules(check_chat_request(body)) + _message_rules(body, chat=True)
+            found = _request_rules(check_chat_request(body)) + _message_rules(body, api="chat")
+        elif responses:
+            found = _request_rules(check_responses_request(body)) \
+                + _message_rules(body, api="responses")
         else:
             owner._finish(rec, 404, None)
             self._send_json(404, anthropic_error(404, f"no route for POST {path}"))
@@ -461,7 +482,8 @@ class _Handler(BaseHTTPRequestHandler):
         total = owner.tokenizer.count(body) if isinstance(body, Mapping) else 0
         if path != COUNT_TOKENS_PATH and owner.max_context_tokens and isinstance(body, Mapping):
             limit = owner.max_context_tokens
-            mt = body.get("max_tokens") or body.get("max_completion_tokens") or 0
+            mt = body.get("max_tokens") or body.get("max_completion_tokens") \
+                or body.get("max_output_tokens") or 0
             if total > limit:
                 found.append(("prompt_too_long", None,
                               f"prompt is too long: {total} tokens > {limit} maximum"))
@@ -471,7 +493,7 @@ class _Handler(BaseHTTPRequestHandler):
         if found:
             owner._violate(rec, found)
         fault = owner._take_fault(rec)
-        err = openai_error if chat else anthropic_error
+        err = openai_error if chat or responses else anthropic_error
         try:
             if fault is not None:
                 if fault.kind == "latency":
@@ -504,17 +526,41 @@ class _Handler(BaseHTTPRequestHandler):
                 owner._finish(rec, 200, fault)
                 self._send_json(200, {"input_tokens": total})
                 return
-            self._answer(rec, body, total, fault, chat)
+            if responses:
+                self._answer_responses(rec, body, total, fault)
+            else:
+                self._answer(rec, body, total, fault, chat)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+    def _reply(self, rec: RecordedRequest, fault: Fault | None) -> Reply:
+        """The reply of a ``reply`` fault, else the responder's (text made a ``Reply``)."""
+        if fault is not None and fault.kind == "reply" and fault.reply is not None:
+            return fault.reply
+        got = self.server.owner.responder(rec)
+        return Reply(text=got) if isinstance(got, str) else got
+
+    def _stream(self, rec: RecordedRequest, frames: list[bytes], fault: Fault | None,
+                truncate: bool) -> None:
+        """Send ``frames`` as a chunked SSE body, cut after ``fault.after_events`` frames
+        when ``truncate``."""
+        owner = self.server.owner
+        self._start_chunked()
+        for n, frame in enumerate(frames):
+            if truncate and n >= fault.after_events:  # type: ignore[union-attr]
+                owner._finish(rec, 200, fault)
+                self._abort(rst=False)
+                return
+            self._chunk(frame)
+        # recorded before the last bytes go out: a client that has read the whole
+        # stream must find the request finished (no race with this thread)
+        owner._finish(rec, 200, fault)
+        self._end_chunked()
 
     def _answer(self, rec: RecordedRequest, body: Mapping[str, Any], total: int,
                 fault: Fault | None, chat: bool) -> None:
         owner = self.server.owner
-        reply = fault.reply if fault is not None and fault.kind == "reply" else None
-        if reply is None:
-            got = owner.responder(rec)
-            reply = Reply(text=got) if isinstance(got, str) else got
+        reply = self._reply(rec, fault)
         content = reply_blocks(reply, lambda: owner._next_id("toolu_loop_"))
         if fault is not None and fault.kind == "empty":
             content = []
@@ -539,18 +585,35 @@ class _Handler(BaseHTTPRequestHandler):
         obj = message_body(msg_id=owner._next_id("msg_loop_"), model=model, content=content,
                            stop_reason=stop, usage=usage)
         if body.get("stream"):
-            events = stream_events(obj)
-            self._start_chunked()
-            for n, ev in enumerate(events):
-                if truncate and n >= fault.after_events:  # type: ignore[union-attr]
-                    owner._finish(rec, 200, fault)
-                    self._abort(rst=False)
-                    return
-                self._chunk(ev)
-            # recorded before the last bytes go out: a client that has read the whole
-            # stream must find the request finished (no race with this thread)
-            owner._finish(rec, 200, fault)
-            self._end_chunked()
+            self._stream(rec, stream_events(obj), fault, truncate)
+        else:
+            self._json_reply(rec, obj, fault, truncate)
+
+    def _answer_responses(self, rec: RecordedRequest, body: Mapping[str, Any], total: int,
+                          fault: Fault | None) -> None:
+        owner = self.server.owner
+        reply = self._reply(rec, fault)
+        content = reply_blocks(reply, lambda: owner._next_id("call_loop_"))
+        output = responses_output(content, reasoning=reply.reasoning, next_id=owner._next_id)
+        if fault is not None and fault.kind == "empty":
+            output = []
+        out_text = "".join(p.get("text", "") for it in output if it["type"] == "message"
+                           for p in it["content"])
+        out_text += "".join(it["name"] + it["arguments"] for it in output
+                            if it["type"] == "function_call")
+        reasoning = text_tokens(reply.reasoning, owner.tokenizer) if reply.reasoning else 0
+        out_tokens = (text_tokens(out_text, owner.tokenizer) if out_text else 0) + reasoning
+        if output and not out_tokens:
+            out_tokens = 1
+        usage = responses_usage(input_tokens=total,
+                                cached_tokens=min(total, owner.cache.prefix_usage(
+                                    body, owner.tokenizer)),
+                                output_tokens=out_tokens, reasoning_tokens=reasoning)
+        obj = responses_body(resp_id=owner._next_id("resp_loop_"), request=body, output=output,
+                             usage=usage, incomplete=reply.stop_reason == "max_tokens")
+        truncate = fault is not None and fault.kind == "truncate"
+        if body.get("stream"):
+            self._stream(rec, responses_stream_events(obj), fault, truncate)
         else:
             self._json_reply(rec, obj, fault, truncate)
 
@@ -580,15 +643,7 @@ class _Handler(BaseHTTPRequestHandler):
             {"index": 0, "delta": {}, "finish_reason": obj["choices"][0]["finish_reason"]}],
             "usage": obj["usage"]}).encode() + b"\n\n")
         frames.append(b"data: [DONE]\n\n")
-        self._start_chunked()
-        for n, f in enumerate(frames):
-            if truncate and n >= fault.after_events:  # type: ignore[union-attr]
-                self.server.owner._finish(rec, 200, fault)
-                self._abort(rst=False)
-                return
-            self._chunk(f)
-        self.server.owner._finish(rec, 200, fault)   # before the last bytes (see above)
-        self._end_chunked()
+        self._stream(rec, frames, fault, truncate)
 
 
 def http_date(seconds_from_now: float) -> str:
@@ -596,5 +651,5 @@ def http_date(seconds_from_now: float) -> str:
     return formatdate(time.time() + seconds_from_now, usegmt=True)
 
 
-__all__ = ["CHAT_PATH", "COUNT_TOKENS_PATH", "MESSAGES_PATH", "Fault", "LoopbackServer",
-           "Responder", "echo_responder", "http_date"]
+__all__ = ["CHAT_PATH", "COUNT_TOKENS_PATH", "MESSAGES_PATH", "RESPONSES_PATH", "Fault",
+           "LoopbackServer", "Responder", "echo_responder", "http_date"]

@@ -1,6 +1,6 @@
 """The loopback server's protocol logic, with no I/O: request checks, the reference
 tokenizer, prompt-cache accounting, and the response bodies and SSE events of the
-Anthropic Messages API and OpenAI chat completions.
+Anthropic Messages API, OpenAI chat completions and the OpenAI Responses API.
 
 Everything here is a pure function or a small value object, so the server in
 ``_server.py`` is only a driver: read a request, call these, write bytes.
@@ -9,6 +9,7 @@ Everything here is a pure function or a small value object, so the server in
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import threading
@@ -21,6 +22,7 @@ from .._format import PIN_KEY, Format, blocks
 from .._redact import is_secret_key, redact_obj
 from .._validate import validate
 from ..adapters._caching import MAX_CACHE_BREAKPOINTS, cache_breakpoints
+from . import _rules
 
 
 #: Keys a Messages API message object accepts; anything else is a 400
@@ -84,7 +86,9 @@ class RequestViolation:
     ``request`` is the ``seq`` of the :class:`RecordedRequest`; ``rule`` a short code
     (the :func:`compactor.validate` codes plus ``body``, ``model``, ``max_tokens``,
     ``system``, ``prefill``, ``extra_field``, ``tools``, ``cache_control``, ``stream``,
-    ``prompt_too_long``); ``index`` the message index, when there is one.
+    ``prompt_too_long``, and for the Responses API ``input``, ``instructions``,
+    ``max_output_tokens``, ``orphan_reasoning``); ``index`` the message index (the
+    ``input`` item index for the Responses API), when there is one.
     """
 
     request: int
@@ -209,6 +213,85 @@ def check_chat_request(body: Any) -> list[tuple[str, int | None, str]]:
     return out
 
 
+#: The smallest ``max_output_tokens`` the Responses API accepts ("integer below minimum
+#: value. Expected a value >= 16"; API reference, ``max_output_tokens``).
+RESPONSES_MIN_OUTPUT_TOKENS = 16
+
+
+def responses_stateful(body: Any) -> bool:
+    """Whether a Responses body continues a conversation the provider stores
+    (``previous_response_id`` or ``conversation`` set): its ``input`` is then only the
+    new items, and an output may answer a call made in an earlier response."""
+    return isinstance(body, Mapping) and bool(body.get("previous_response_id")
+                                              or body.get("conversation"))
+
+
+def check_responses_request(body: Any) -> list[tuple[str, int | None, str]]:
+    """The rules a ``POST /v1/responses`` body breaks.
+
+    Checks: a JSON object; ``model`` a non-empty string; ``input`` a string or a list of
+    items (required unless the request continues a stored conversation or names a
+    ``prompt``) whose items keep the Responses rules of the independent checker
+    (``compactor.testing._rules.responses_problems``: call/output pairing by ``call_id``,
+    ``arguments`` strings, reasoning items followed by their item, roles, empty content;
+    pairing with calls of a stored conversation is not checked); no item carrying the
+    compactor's pin flag; ``instructions`` a string (or null); ``max_output_tokens`` an
+    integer >= :data:`RESPONSES_MIN_OUTPUT_TOKENS`; ``stream`` a bool; ``tools`` a list
+    whose function tools are flat (``{"type": "function", "name": ...}``, not the chat
+    ``{"function": {...}}`` shape).
+
+    Returns:
+        ``(rule, input item index or None, detail)`` triples; empty when the body is valid.
+    """
+    if not isinstance(body, Mapping):
+        return [_v("body", "the request body must be a JSON object")]
+    out: list[tuple[str, int | None, str]] = []
+    if not isinstance(body.get("model"), str) or not body.get("model"):
+        out.append(_v("model", "Missing required parameter: 'model'."))
+    stateful = responses_stateful(body)
+    instructions = body.get("instructions")
+    if instructions is not None and not isinstance(instructions, str):
+        out.append(_v("instructions", "Invalid type for 'instructions': expected a string, "
+                      f"but got {type(instructions).__name__} instead."))
+    mot = body.get("max_output_tokens")
+    if mot is not None and (not isinstance(mot, int) or isinstance(mot, bool)
+                            or mot < RESPONSES_MIN_OUTPUT_TOKENS):
+        out.append(_v("max_output_tokens", "Invalid 'max_output_tokens': integer below "
+                      f"minimum value. Expected a value >= {RESPONSES_MIN_OUTPUT_TOKENS}, "
+                      f"but got {mot!r} instead."))
+    if "stream" in body and body["stream"] is not None and not isinstance(body["stream"], bool):
+        out.append(_v("stream", "stream must be a boolean"))
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            out.append(_v("tools", "Invalid type for 'tools': expected an array."))
+        else:
+            for j, t in enumerate(tools):
+                if not isinstance(t, Mapping) or not isinstance(t.get("type"), str):
+                    out.append(_v("tools", f"Missing required parameter: 'tools[{j}].type'."))
+                elif t["type"] == "function" and not isinstance(t.get("name"), str):
+                    out.append(_v("tools", f"Missing required parameter: 'tools[{j}].name'."))
+    items = body.get("input")
+    if items is None:
+        if not stateful and body.get("prompt") is None:
+            out.append(_v("input", "Missing required parameter: 'input'."))
+        return out
+    if not isinstance(items, (str, list)):
+        out.append(_v("input", "Invalid type for 'input': expected a string or an array of "
+                      "input items."))
+        return out
+    if isinstance(items, list):
+        for i, item in enumerate(items):
+            if isinstance(item, Mapping) and PIN_KEY in item:
+                out.append(_v("extra_field", f"Unknown parameter: 'input[{i}].{PIN_KEY}' "
+                              "(strip the compactor's pin flag before sending)", i))
+        if not items and stateful:
+            return out
+    out.extend((b.rule, b.index, b.detail) for b in
+               _rules.responses_problems(items, stateful=stateful))
+    return out
+
+
 # --------------------------------------------------------------------------- tokenizer
 
 @runtime_checkable
@@ -216,8 +299,9 @@ class ProviderTokenizer(Protocol):
     """How the server counts a request's input tokens (what it reports as usage and
     from ``count_tokens``). One method; must be pure and thread-safe.
 
-    ``count(body) -> int``: the input tokens of a Messages or chat-completions body
-    (``system``, ``tools``, ``messages``), in the provider's tokens.
+    ``count(body) -> int``: the input tokens of a Messages, chat-completions or
+    Responses body (``system``, ``tools``, ``messages``; ``instructions``, ``input``), in
+    the provider's tokens.
     """
 
     def count(self, body: Mapping[str, Any]) -> int: ...
@@ -304,7 +388,54 @@ class ReferenceTokenizer:
             for c in m.get("tool_calls") or []:
                 fixed += self.per_block
                 chars += len(_canon(c))
+        if "input" in body or "instructions" in body:
+            f, c = self._responses(body)
+            fixed, chars = fixed + f, chars + c
         return fixed + math.ceil(chars / self.chars_per_token)
+
+    def _responses(self, body: Mapping[str, Any]) -> tuple[int, int]:
+        """``(fixed tokens, characters)`` of a Responses body's ``instructions`` and
+        ``input``: a string input is one message; a message item costs ``per_message``,
+        a function call / output / reasoning item ``per_block``; an image part
+        ``image_tokens``; reasoning counts its summary text, not its encrypted content."""
+        fixed = chars = 0
+        instructions = body.get("instructions")
+        if isinstance(instructions, str):
+            chars += len(instructions)
+        items = body.get("input")
+        if isinstance(items, str):
+            return self.per_message, chars + len(items)
+        for it in items if isinstance(items, list) else []:
+            if not isinstance(it, Mapping):
+                continue
+            kind = it.get("type") or ("message" if "role" in it else None)
+            if kind == "message":
+                fixed += self.per_message
+                content = it.get("content")
+                parts = [{"type": "input_text", "text": content}] if isinstance(content, str) \
+                    else content if isinstance(content, list) else []
+                for p in parts:
+                    if not isinstance(p, Mapping):
+                        continue
+                    if p.get("type") in ("input_image", "input_file"):
+                        fixed += self.image_tokens
+                    else:
+                        chars += len(str(p.get("text", p.get("refusal", ""))))
+            elif kind == "function_call":
+                fixed += self.per_block
+                chars += len(str(it.get("name", ""))) + len(str(it.get("arguments", "")))
+            elif kind == "function_call_output":
+                fixed += self.per_block
+                out = it.get("output")
+                chars += len(out) if isinstance(out, str) else len(_canon(out))
+            elif kind == "reasoning":
+                fixed += self.per_block
+                chars += sum(len(str(x.get("text", ""))) for x in it.get("summary") or []
+                             if isinstance(x, Mapping))
+            else:
+                fixed += self.per_block
+                chars += len(_canon(it))
+        return fixed, chars
 
 
 def text_tokens(text: str, tokenizer: ReferenceTokenizer | ProviderTokenizer) -> int:
@@ -361,7 +492,34 @@ class PromptCache:
 
     min_tokens: int = 0
     _keys: set[str] = field(default_factory=set)
+    _prefixes: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def prefix_usage(self, body: Mapping[str, Any], tokenizer: ProviderTokenizer) -> int:
+        """``cached_tokens`` of a Responses body under automatic prefix caching (OpenAI
+        caches without markers): the tokens of the longest prefix (``model``,
+        ``instructions``, ``tools`` and the first k ``input`` items, k >= 1) that an
+        earlier Responses request sent byte for byte, when it is at least ``min_tokens``;
+        0 otherwise. Unlike the real API (1,024 tokens at least, in 128-token steps), the
+        count is not rounded. Every prefix of this request is remembered."""
+        items = body.get("input")
+        items = [{"role": "user", "content": items}] if isinstance(items, str) else \
+            list(items) if isinstance(items, list) else []
+        h = hashlib.sha256(_canon({"model": body.get("model"),
+                                   "instructions": body.get("instructions"),
+                                   "tools": body.get("tools")}).encode())
+        keys = []
+        for it in items:
+            h.update(_canon(it).encode())
+            keys.append(h.hexdigest())
+        with self._lock:
+            hit = max((k for k, key in enumerate(keys, 1) if key in self._prefixes), default=0)
+            self._prefixes.update(keys)
+        if not hit:
+            return 0
+        n = tokenizer.count({"model": body.get("model"), "instructions": body.get("instructions"),
+                             "tools": body.get("tools"), "input": items[:hit]})
+        return n if n >= self.min_tokens else 0
 
     def usage(self, body: Mapping[str, Any], total: int,
               tokenizer: ProviderTokenizer) -> tuple[int, int, int]:
@@ -398,13 +556,22 @@ class Reply:
             when more than one); the server assigns unique ids.
         content: raw content blocks; when given, wins over ``text`` and ``tool_uses``
             (``()`` gives an empty content list).
-        stop_reason: default ``"tool_use"`` when there are tool calls, else ``"end_turn"``.
+        stop_reason: default ``"tool_use"`` when there are tool calls, else ``"end_turn"``
+            (``"max_tokens"`` makes a Responses reply ``incomplete``).
+        reasoning: Responses API only: the summary text of a ``reasoning`` item sent
+            before the output (with an opaque ``encrypted_content``); its tokens count as
+            ``output_tokens_details.reasoning_tokens``. Ignored by the other endpoints.
+
+    On ``/v1/responses`` text blocks become one assistant ``message`` item
+    (``output_text`` parts) and each tool use a ``function_call`` item (``call_id`` from
+    the server, ``arguments`` a JSON string).
     """
 
     text: str | None = "ok"
     tool_uses: tuple[tuple[str, Mapping[str, Any]], ...] = ()
     content: tuple[Mapping[str, Any], ...] | None = None
     stop_reason: str | None = None
+    reasoning: str | None = None
 
 
 def reply_blocks(reply: Reply, next_id: Any) -> list[dict[str, Any]]:
@@ -508,9 +675,162 @@ def chat_body(*, cmpl_id: str, model: str, content: list[dict[str, Any]], stop_r
                       "total_tokens": prompt_tokens + completion_tokens}}
 
 
+def responses_output(content: list[dict[str, Any]], *, reasoning: str | None,
+                     next_id: Any) -> list[dict[str, Any]]:
+    """The Responses API output items of a reply: a ``reasoning`` item when ``reasoning``
+    is given, the text blocks of ``content`` (Anthropic blocks, :func:`reply_blocks`) as
+    one assistant ``message`` at the place of the first, each ``tool_use`` block as a
+    ``function_call`` item (its ``id`` the ``call_id``); other blocks are dropped.
+    ``next_id(prefix)`` gives item ids."""
+    out: list[dict[str, Any]] = []
+    if reasoning:
+        out.append({"id": next_id("rs_loop_"), "type": "reasoning",
+                    "summary": [{"type": "summary_text", "text": reasoning}],
+                    "encrypted_content": "gAAAA" + hashlib.sha256(reasoning.encode())
+                    .hexdigest()})
+    message: dict[str, Any] | None = None
+    for b in content:
+        t = b.get("type")
+        if t == "text":
+            part = {"type": "output_text", "text": str(b.get("text", "")), "annotations": [],
+                    "logprobs": []}
+            if message is None:
+                message = {"id": next_id("msg_loop_"), "type": "message", "role": "assistant",
+                           "status": "completed", "content": []}
+                out.append(message)
+            message["content"].append(part)
+        elif t == "tool_use":
+            out.append({"id": next_id("fc_loop_"), "type": "function_call",
+                        "call_id": str(b["id"]), "name": str(b["name"]),
+                        "arguments": json.dumps(b.get("input", {})), "status": "completed"})
+    return out
+
+
+def responses_body(*, resp_id: str, request: Mapping[str, Any], output: list[dict[str, Any]],
+                   usage: Mapping[str, Any] | None, incomplete: bool = False,
+                   created_at: int | None = None) -> dict[str, Any]:
+    """A Responses API ``response`` object for ``request`` (its ``model``,
+    ``instructions``, ``tools``, ``tool_choice``, ``previous_response_id``... echoed),
+    ``status`` ``completed`` (``incomplete`` with reason ``max_output_tokens`` when
+    ``incomplete``)."""
+    return {
+        "id": resp_id, "object": "response",
+        "created_at": int(time.time()) if created_at is None else created_at,
+        "status": "incomplete" if incomplete else "completed",
+        "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+        "instructions": request.get("instructions"),
+        "max_output_tokens": request.get("max_output_tokens"),
+        "model": str(request.get("model")),
+        "output": output,
+        "parallel_tool_calls": request.get("parallel_tool_calls", True),
+        "previous_response_id": request.get("previous_response_id"),
+        "reasoning": {"effort": None, "summary": None},
+        "store": request.get("store", True),
+        "temperature": request.get("temperature", 1.0),
+        "text": request.get("text") or {"format": {"type": "text"}},
+        "tool_choice": request.get("tool_choice", "auto"),
+        "tools": list(request.get("tools") or []),
+        "top_p": request.get("top_p", 1.0),
+        "truncation": request.get("truncation", "disabled"),
+        "usage": dict(usage) if usage is not None else None,
+        "user": None,
+        "metadata": request.get("metadata") or {},
+    }
+
+
+def responses_usage(*, input_tokens: int, cached_tokens: int, output_tokens: int,
+                    reasoning_tokens: int) -> dict[str, Any]:
+    """A Responses ``usage`` object; ``output_tokens`` includes ``reasoning_tokens``."""
+    return {"input_tokens": input_tokens,
+            "input_tokens_details": {"cached_tokens": cached_tokens, "cache_write_tokens": 0},
+            "output_tokens": output_tokens,
+            "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
+            "total_tokens": input_tokens + output_tokens}
+
+
+def responses_stream_events(body: Mapping[str, Any], *, chunk_chars: int = 24) -> list[bytes]:
+    """The SSE events of a streamed Responses reply equivalent to ``body`` (a
+    :func:`responses_body`), each with its ``sequence_number``: ``response.created`` and
+    ``response.in_progress`` (status ``in_progress``, no output, no usage); per output
+    item ``response.output_item.added``, then for a message
+    ``response.content_part.added``, ``response.output_text.delta``...,
+    ``response.output_text.done``, ``response.content_part.done``; for a function call
+    ``response.function_call_arguments.delta``..., ``response.function_call_arguments.done``;
+    for reasoning ``response.reasoning_summary_part.added``,
+    ``response.reasoning_summary_text.delta``/``.done``,
+    ``response.reasoning_summary_part.done``; then ``response.output_item.done``; last
+    ``response.completed`` (or ``response.incomplete``) with the whole response."""
+    seq = itertools.count()
+    out: list[bytes] = []
+
+    def ev(kind: str, **data: Any) -> None:
+        out.append(sse(kind, {"type": kind, "sequence_number": next(seq), **data}))
+
+    start = {**body, "status": "in_progress", "output": [], "usage": None,
+             "incomplete_details": None}
+    ev("response.created", response=start)
+    ev("response.in_progress", response=start)
+    for oi, item in enumerate(body["output"]):
+        t, iid = item.get("type"), item.get("id")
+        if t == "message":
+            ev("response.output_item.added", output_index=oi,
+               item={**item, "status": "in_progress", "content": []})
+            for ci, part in enumerate(item["content"]):
+                ev("response.content_part.added", item_id=iid, output_index=oi,
+                   content_index=ci, part={**part, "text": ""})
+                for d in _chunks(str(part.get("text", "")), chunk_chars):
+                    ev("response.output_text.delta", item_id=iid, output_index=oi,
+                       content_index=ci, delta=d, logprobs=[])
+                ev("response.output_text.done", item_id=iid, output_index=oi,
+                   content_index=ci, text=part.get("text", ""), logprobs=[])
+                ev("response.content_part.done", item_id=iid, output_index=oi,
+                   content_index=ci, part=part)
+        elif t == "function_call":
+            ev("response.output_item.added", output_index=oi,
+               item={**item, "status": "in_progress", "arguments": ""})
+            for d in _chunks(str(item.get("arguments", "")), chunk_chars):
+                ev("response.function_call_arguments.delta", item_id=iid, output_index=oi,
+                   delta=d)
+            ev("response.function_call_arguments.done", item_id=iid, output_index=oi,
+               arguments=item.get("arguments", ""))
+        elif t == "reasoning":
+            ev("response.output_item.added", output_index=oi, item={**item, "summary": []})
+            for si, part in enumerate(item.get("summary") or []):
+                ev("response.reasoning_summary_part.added", item_id=iid, output_index=oi,
+                   summary_index=si, part={**part, "text": ""})
+                for d in _chunks(str(part.get("text", "")), chunk_chars):
+                    ev("response.reasoning_summary_text.delta", item_id=iid, output_index=oi,
+                       summary_index=si, delta=d)
+                ev("response.reasoning_summary_text.done", item_id=iid, output_index=oi,
+                   summary_index=si, text=part.get("text", ""))
+                ev("response.reasoning_summary_part.done", item_id=iid, output_index=oi,
+                   summary_index=si, part=part)
+        else:
+            ev("response.output_item.added", output_index=oi, item=item)
+        ev("response.output_item.done", output_index=oi, item=item)
+    ev("response.incomplete" if body.get("status") == "incomplete" else "response.completed",
+       response=body)
+    return out
+
+
 def last_user_text(body: Any) -> str:
-    """The text of the last user message of a request body ("" when none)."""
+    """The text of the last user message of a request body ("" when none); for a
+    Responses body, of its ``input`` (a string input is that text)."""
     if not isinstance(body, Mapping):
+        return ""
+    if "input" in body and "messages" not in body:
+        items = body.get("input")
+        if isinstance(items, str):
+            return items
+        for it in reversed(items if isinstance(items, list) else []):
+            if isinstance(it, Mapping) and it.get("role") == "user" \
+                    and it.get("type", "message") == "message":
+                c = it.get("content")
+                if isinstance(c, str):
+                    return c
+                return " ".join(str(p.get("text", "")) for p in c or []
+                                if isinstance(p, Mapping) and p.get("type") == "input_text")
         return ""
     for m in reversed(body.get("messages") or []):
         if isinstance(m, Mapping) and m.get("role") == "user":
@@ -522,6 +842,8 @@ __all__: Sequence[str] = (
     "ANTHROPIC_ERROR_TYPES", "MAX_CACHE_BREAKPOINTS", "PromptCache", "ProviderTokenizer",
     "RecordedRequest", "ReferenceTokenizer", "Reply", "RequestViolation", "anthropic_error",
     "cache_breakpoints", "chat_body", "check_chat_request", "check_messages_request",
-    "last_user_text", "message_body", "openai_error", "redact_headers", "reply_blocks", "sse",
-    "stream_events", "text_tokens",
+    "check_responses_request", "last_user_text", "message_body", "openai_error",
+    "redact_headers", "reply_blocks", "responses_body", "responses_output",
+    "responses_stateful", "responses_stream_events", "responses_usage", "sse",
+    "stream_events", "text_tokens", "RESPONSES_MIN_OUTPUT_TOKENS",
 )
