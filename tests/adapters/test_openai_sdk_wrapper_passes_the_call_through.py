@@ -1,0 +1,172 @@
+"""CompactingOpenAI changes only the history of a call: every other argument, header and
+attribute is the SDK's, streamed chat calls get the usage without the caller seeing more
+than it asked for, and a missing ``openai`` package is a one-line error."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import openai
+import pytest
+
+from compactor import MessageCompactor
+from compactor.adapters.openai_sdk import CompactingOpenAI, CompactingSyncOpenAI
+from compactor.testing import CHAT_PATH, LoopbackServer
+
+from openai_sdk_support import AGENT_MODEL, API_KEY, TOOLS_CHAT, WINDOW, UsageChunkServer
+
+pytestmark = pytest.mark.timeout(60)
+
+HELLO = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello"}]
+
+
+@pytest.fixture
+def server():
+    with LoopbackServer(max_context_tokens=WINDOW) as s:
+        yield s
+
+
+@pytest.fixture
+async def raw(server: LoopbackServer):
+    client = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key=API_KEY, max_retries=0)
+    yield client
+    await client.close()
+
+
+async def test_other_arguments_and_headers_reach_the_server_unchanged(server, raw):
+    """Arguments other than messages, and extra headers, arrive as given; the pin flag the
+    compactor honours is stripped before sending."""
+    client = CompactingOpenAI(raw, MessageCompactor(), window=WINDOW)
+    extra = dict(temperature=0.2, user="u-42", metadata={"run": "r-1"}, tool_choice="auto",
+                 parallel_tool_calls=False, stop=["END"], seed=7)
+    msgs = [{"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "keep me", "compactor_pin": True}]
+    got = await client.chat.completions.create(model=AGENT_MODEL, messages=msgs, tools=TOOLS_CHAT,
+                                               max_tokens=64, extra_headers={"x-trace-id": "t-1"},
+                                               **extra)
+    assert isinstance(got, openai.types.chat.ChatCompletion)
+    rec = server.requests_to(CHAT_PATH)[-1]
+    assert rec.headers["x-trace-id"] == "t-1"
+    assert {k: rec.json[k] for k in extra} == extra
+    assert rec.json["tools"] == TOOLS_CHAT and rec.json["max_tokens"] == 64
+    assert rec.json["messages"] == [{"role": "system", "content": "Be brief."},
+                                    {"role": "user", "content": "keep me"}]
+    assert "stream" not in rec.json and "stream_options" not in rec.json
+    assert server.violations == []
+
+
+async def test_sdk_message_objects_in_the_history_are_sent_as_the_sdk_sends_them(server, raw):
+    """An agent that appends completion.choices[0].message (the SDK's own object) to its
+    history sends, through the wrapper, the body the bare SDK sends for it."""
+    first = await raw.chat.completions.create(model=AGENT_MODEL, messages=HELLO)
+    history = [*HELLO, first.choices[0].message, {"role": "user", "content": "and again"}]
+    await raw.chat.completions.create(model=AGENT_MODEL, messages=history)
+    bare = server.requests_to(CHAT_PATH)[-1].json["messages"]
+    client = CompactingOpenAI(raw, MessageCompactor(), window=WINDOW, session_id="objs")
+    await client.chat.completions.create(model=AGENT_MODEL, messages=history)
+    assert server.requests_to(CHAT_PATH)[-1].json["messages"] == bare
+    assert client.last_result is not None and len(client.last_result.messages) == 4
+
+
+async def test_other_attributes_are_the_wrapped_clients(raw):
+    """models, api_key, base_url and chat.completions' other members come from the wrapped
+    client; with_options returns a wrapper that still compacts, sharing the calibrator."""
+    client = CompactingOpenAI(raw, MessageCompactor(), window=WINDOW)
+    assert client.models is raw.models and client.api_key == API_KEY
+    assert client.base_url == raw.base_url
+    assert client.chat.completions.with_raw_response is not None
+    twin = client.with_options(timeout=3.0)
+    assert isinstance(twin, CompactingOpenAI) and twin.calibrator is client.calibrator
+    assert twin.compactor is client.compactor and twin.timeout == 3.0
+    await twin.chat.completions.create(model=AGENT_MODEL, messages=HELLO)
+    assert twin.last_result is not None and twin.calibration(AGENT_MODEL).observations == 1
+
+
+async def test_a_caller_that_set_include_usage_gets_its_stream_options_unchanged(server, raw):
+    """stream_options the caller gave with include_usage (True or False) are sent as
+    given; other stream options get include_usage added."""
+    client = CompactingOpenAI(raw, MessageCompactor(), window=WINDOW)
+    for given, sent in (({"include_usage": False}, {"include_usage": False}),
+                        ({"include_usage": True}, {"include_usage": True}),
+                        ({"include_obfuscation": False},
+                         {"include_obfuscation": False, "include_usage": True})):
+        s = await client.chat.completions.create(model=AGENT_MODEL, messages=HELLO, stream=True,
+                                                 stream_options=given)
+        assert isinstance(s, openai.AsyncStream)
+        assert [c async for c in s]
+        assert server.requests_to(CHAT_PATH)[-1].json["stream_options"] == sent
+    assert server.violations == []
+
+
+@pytest.mark.parametrize("caller_asked", [False, True], ids=["added", "asked"])
+async def test_the_usage_chunk_the_wrapper_asked_for_is_read_but_not_passed_on(caller_asked):
+    """Against a server that streams usage in a separate choices-less chunk (as OpenAI
+    does), the wrapper calibrates from it; the caller sees that chunk only if it asked."""
+    with UsageChunkServer() as srv:
+        raw = openai.AsyncOpenAI(base_url=srv.url + "/v1", api_key=API_KEY, max_retries=0)
+        client = CompactingOpenAI(raw, MessageCompactor(), window=WINDOW)
+        kw = {"stream_options": {"include_usage": True}} if caller_asked else {}
+        s = await client.chat.completions.create(model=AGENT_MODEL, messages=HELLO, stream=True, **kw)
+        chunks = [c async for c in s]
+        await raw.close()
+    assert srv.bodies[-1]["stream_options"] == {"include_usage": True}
+    assert [bool(c.choices) for c in chunks] == [True, True, True] + ([False] if caller_asked else [])
+    assert all(c.usage is None for c in chunks[:3])
+    state = client.calibration(AGENT_MODEL)
+    assert state.observations == 1
+    assert state.predict(client.last_result.tokens_after) == pytest.approx(srv.PROMPT_TOKENS)
+
+
+def test_the_sync_client_usage_chunk_is_read_but_not_passed_on():
+    """The sync wrapper's Stream behaves alike: calibrated, the added usage chunk hidden."""
+    with UsageChunkServer() as srv:
+        raw = openai.OpenAI(base_url=srv.url + "/v1", api_key=API_KEY, max_retries=0)
+        comp = MessageCompactor()
+        client = CompactingSyncOpenAI(raw, comp, window=WINDOW)
+        s = client.chat.completions.create(model=AGENT_MODEL, messages=HELLO, stream=True)
+        assert isinstance(s, openai.Stream)
+        chunks = list(s)
+        raw.close()
+        comp.close()
+    assert [bool(c.choices) for c in chunks] == [True, True, True]
+    assert client.calibration(AGENT_MODEL).observations == 1
+
+
+async def test_a_call_without_a_history_list_is_forwarded_for_the_sdk_to_judge(server, raw):
+    """A call whose messages is not a list reaches the SDK unchanged (its own error comes
+    back), and nothing is compacted."""
+    client = CompactingOpenAI(raw, MessageCompactor(), window=WINDOW)
+    with pytest.raises(openai.BadRequestError):
+        await client.chat.completions.create(model=AGENT_MODEL, messages=[])
+    assert client.last_result is None
+
+
+def test_bad_settings_are_config_errors():
+    """A non-positive window, a non-string session id or a non-positive compaction timeout
+    is a ConfigError naming the argument."""
+    from compactor import ConfigError
+
+    raw = openai.OpenAI(api_key=API_KEY, base_url="http://127.0.0.1:9/v1")
+    for kw, field in (({"window": 0}, "window"), ({"session_id": 3}, "session_id"),
+                      ({"compact_timeout_s": 0}, "compact_timeout_s")):
+        with pytest.raises(ConfigError) as e:
+            CompactingSyncOpenAI(raw, **kw)
+        assert e.value.field == field
+    raw.close()
+
+
+def test_a_missing_openai_package_is_one_line_naming_the_extra(tmp_path: Path):
+    """Importing the adapter without the openai package raises MissingExtraError: one line
+    naming the package and the extra to install."""
+    code = ("import sys; sys.modules['openai'] = None\n"
+            "from compactor._optional import MissingExtraError\n"
+            "try:\n    import compactor.adapters.openai_sdk\n"
+            "except MissingExtraError as e:\n    print(e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines() == [
+        "compactor.adapters.openai_sdk needs openai, which is not installed; fix: "
+        "pip install 'agent-context-compactor[openai]'"]
