@@ -1,8 +1,16 @@
-"""The two wire formats, read without copying: Anthropic Messages API and OpenAI chat.
+"""The three wire formats, read without copying: Anthropic Messages API, OpenAI chat
+completions and OpenAI Responses API input items.
 
 Messages stay the caller's own dicts; nothing here mutates them. These helpers answer
 the questions the validator, the unit grouping and the token counter ask of a message:
 its role, its content blocks, the tool call ids it opens and the ids it answers.
+
+A Responses history is a list of *items*: ``message`` items (``{"type": "message",
+"role", "content"}``, or the easy-input form without ``type``), ``function_call``,
+``function_call_output``, ``reasoning``, ``compaction`` and the built-in tools' items.
+Every helper here that takes "a message" takes such an item too; :func:`role_of` gives
+an item the role the unit grouping reads (model output is ``assistant``, a call's output
+is ``tool``).
 """
 
 from __future__ import annotations
@@ -32,44 +40,122 @@ OWN_KEYS = frozenset({PIN_KEY, PRIORITY_KEY, TTL_KEY})
 class Format(str, enum.Enum):
     """The wire format of a history. ``ANTHROPIC``: Messages API (``system`` is a top-level
     parameter, roles ``user``/``assistant``, content blocks). ``OPENAI``: chat completions
-    (``system``/``developer``/``user``/``assistant``/``tool`` roles, ``tool_calls``)."""
+    (``system``/``developer``/``user``/``assistant``/``tool`` roles, ``tool_calls``).
+    ``RESPONSES``: OpenAI Responses API ``input`` items (``message``, ``function_call``,
+    ``function_call_output``, ``reasoning``, ``compaction``...; the system prompt is the
+    ``instructions`` parameter or leading ``system``/``developer`` messages)."""
 
     ANTHROPIC = "anthropic"
     OPENAI = "openai"
+    RESPONSES = "responses"
 
 
 _OPENAI_ONLY_ROLES = {"system", "developer", "tool"}
 _ANTHROPIC_BLOCKS = {"tool_use", "tool_result", "thinking", "redacted_thinking", "image", "document"}
 
+#: Responses API call items and the item type that answers each, paired by ``call_id``
+#: (openai-python ``types/responses/response_input_item_param.py``).
+RESPONSES_CALLS: dict[str, str] = {
+    "function_call": "function_call_output",
+    "custom_tool_call": "custom_tool_call_output",
+    "computer_call": "computer_call_output",
+}
+_PAIRED_OUTPUTS = frozenset(RESPONSES_CALLS.values())
+#: Item types that answer a call (the ``tool`` role of :func:`role_of`).
+RESPONSES_OUTPUTS = frozenset({*RESPONSES_CALLS.values(), "local_shell_call_output",
+                               "shell_call_output", "apply_patch_call_output",
+                               "mcp_approval_response"})
+#: Item types the model produces (the ``assistant`` role of :func:`role_of`): reasoning,
+#: calls of our tools and the built-in tools' calls, which have no output item of ours.
+RESPONSES_MODEL_ITEMS = frozenset({"reasoning", *RESPONSES_CALLS, "web_search_call",
+                                   "file_search_call", "image_generation_call",
+                                   "code_interpreter_call", "local_shell_call", "shell_call",
+                                   "apply_patch_call", "mcp_call", "mcp_list_tools",
+                                   "mcp_approval_request", "tool_search_call"})
+#: Every item type this package knows in a Responses history; others pass through as
+#: units of their own.
+RESPONSES_ITEMS = frozenset({"message", "compaction", "item_reference", *RESPONSES_OUTPUTS,
+                             *RESPONSES_MODEL_ITEMS})
+_RESPONSES_BLOCKS = {"input_text", "output_text", "input_image", "input_file", "refusal"}
+
 
 def detect_format(messages: Sequence[Message]) -> Format:
     """Guess the wire format of ``messages``.
 
-    OpenAI when a message has role ``system``/``developer``/``tool`` or ``tool_calls``;
-    Anthropic when a content block has an Anthropic-only type; Anthropic for plain
-    text-only ``user``/``assistant`` histories, which are valid in both.
+    Responses when an item has a ``type`` of :data:`RESPONSES_ITEMS`, has no ``role``
+    (but a string ``type``), or has a content block only the Responses API uses
+    (``input_text``, ``output_text``, ``input_image``, ``input_file``, ``refusal``);
+    otherwise OpenAI when a message has role ``system``/``developer``/``tool`` or
+    ``tool_calls``; Anthropic when a content block has an Anthropic-only type; Anthropic
+    for plain text-only ``user``/``assistant`` histories, which are valid in all three.
+    A role ``tool`` or ``tool_calls`` decides OpenAI at once (the Responses API has
+    neither); a ``system``/``developer`` message only makes OpenAI the answer unless a
+    Responses item follows.
 
     Raises:
-        InvalidHistoryError: a message is not a mapping with a string ``role``.
+        InvalidHistoryError: an item is not a mapping with a string ``role`` or ``type``.
     """
+    tentative: Format | None = None
     for i, m in enumerate(messages):
         if not isinstance(m, Mapping) or not isinstance(m.get("role"), str):
+            if isinstance(m, Mapping) and isinstance(m.get("type"), str):
+                return Format.RESPONSES
             raise InvalidHistoryError(
-                f"messages[{i}] is not a message: expected a dict with a string 'role'; "
-                "fix: pass a list of message dicts", index=i, rule="shape")
-        if m["role"] in _OPENAI_ONLY_ROLES or m.get("tool_calls"):
+                f"messages[{i}] is not a message: expected a dict with a string 'role' "
+                "(or a Responses item with a string 'type'); fix: pass a list of message "
+                "dicts", index=i, rule="shape")
+        if m.get("type") in RESPONSES_ITEMS:
+            return Format.RESPONSES
+        if m["role"] == "tool" or m.get("tool_calls"):
             return Format.OPENAI
+        if m["role"] in _OPENAI_ONLY_ROLES:
+            tentative = Format.OPENAI
         content = m.get("content")
         if isinstance(content, list):
             for b in content:
-                if isinstance(b, Mapping) and b.get("type") in _ANTHROPIC_BLOCKS:
-                    return Format.ANTHROPIC
-    return Format.ANTHROPIC
+                if isinstance(b, Mapping):
+                    t = b.get("type")
+                    if t in _RESPONSES_BLOCKS:
+                        return Format.RESPONSES
+                    if t in _ANTHROPIC_BLOCKS and tentative is None:
+                        return Format.ANTHROPIC
+    return tentative or Format.ANTHROPIC
+
+
+def item_type(message: Message) -> str:
+    """The Responses item type of ``message``: its ``type``, or ``"message"`` for the
+    easy-input form (a ``role`` and no ``type``)."""
+    t = message.get("type")
+    return t if isinstance(t, str) else "message"
+
+
+def role_of(message: Message, fmt: Format) -> str | None:
+    """The role the unit grouping reads. For the two chat formats, ``message["role"]``.
+    For a Responses item: a message's own role; ``assistant`` for what the model produces
+    (:data:`RESPONSES_MODEL_ITEMS`: reasoning, function and built-in tool calls);
+    ``tool`` for what answers a call (:data:`RESPONSES_OUTPUTS`); otherwise the item's
+    type (``compaction``, ``item_reference``, unknown types)."""
+    role = message.get("role")
+    if fmt is not Format.RESPONSES:
+        return role if isinstance(role, str) else None
+    t = message.get("type")
+    if t is None or t == "message":
+        return role if isinstance(role, str) else None
+    if t in RESPONSES_MODEL_ITEMS:
+        return "assistant"
+    if t in RESPONSES_OUTPUTS:
+        return "tool"
+    return str(t)
 
 
 def blocks(message: Message) -> list[Mapping[str, Any]]:
-    """The content blocks of a message; a string content is one ``text`` block."""
+    """The content blocks of a message; a string content is one ``text`` block. A
+    Responses item other than a message has none (a reasoning item's ``content`` is its
+    reasoning text, not content blocks)."""
     content = message.get("content")
+    if content is not None and "type" in message and message["type"] != "message" \
+            and message["type"] in RESPONSES_ITEMS:
+        return []
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
     if isinstance(content, list):
@@ -78,7 +164,11 @@ def blocks(message: Message) -> list[Mapping[str, Any]]:
 
 
 def calls_opened(message: Message, fmt: Format) -> list[str]:
-    """Ids of the tool calls an assistant message opens (``tool_use`` / ``tool_calls``)."""
+    """Ids of the tool calls an assistant message opens (``tool_use`` / ``tool_calls``;
+    Responses: the ``call_id`` of a ``function_call``/``custom_tool_call``/
+    ``computer_call`` item)."""
+    if fmt is Format.RESPONSES:
+        return [str(message.get("call_id"))] if message.get("type") in RESPONSES_CALLS else []
     if message.get("role") != "assistant":
         return []
     if fmt is Format.ANTHROPIC:
@@ -87,7 +177,11 @@ def calls_opened(message: Message, fmt: Format) -> list[str]:
 
 
 def calls_answered(message: Message, fmt: Format) -> list[str]:
-    """Ids a message answers: ``tool_result`` blocks (Anthropic) or a ``tool`` message."""
+    """Ids a message answers: ``tool_result`` blocks (Anthropic), a ``tool`` message
+    (OpenAI) or the ``call_id`` of a call's output item (Responses)."""
+    if fmt is Format.RESPONSES:
+        t = message.get("type")
+        return [str(message.get("call_id"))] if t in _PAIRED_OUTPUTS else []
     if fmt is Format.ANTHROPIC:
         return [str(b.get("tool_use_id")) for b in blocks(message) if b.get("type") == "tool_result"]
     if message.get("role") == "tool":
@@ -97,11 +191,16 @@ def calls_answered(message: Message, fmt: Format) -> list[str]:
 
 def text_of(message: Message) -> str:
     """All human-readable text of a message, blocks joined by newlines: text, thinking,
-    tool inputs (as JSON), tool results and OpenAI ``function.arguments``. Used for
-    summaries, must-keep extraction and probe containment, not for token counting."""
+    tool inputs (as JSON), tool results and OpenAI ``function.arguments``; of a Responses
+    item also ``name(arguments)`` of a call, a call's output, and a reasoning item's
+    summary text (its encrypted content is not text). Used for summaries, must-keep
+    extraction and probe containment, not for token counting."""
     import json
 
     parts: list[str] = []
+    t0 = message.get("type")
+    if t0 in RESPONSES_ITEMS and t0 != "message":
+        return _item_text(message)
     for b in blocks(message):
         t = b.get("type")
         if t == "text":
@@ -120,6 +219,35 @@ def text_of(message: Message) -> str:
     return "\n".join(p for p in parts if p)
 
 
+def output_text(item: Mapping[str, Any]) -> str:
+    """The text of a Responses call output's ``output`` (a string, or a list of
+    ``input_text``/``output_text`` parts)."""
+    c = item.get("output")
+    if isinstance(c, str):
+        return c
+    if isinstance(c, list):
+        return "\n".join(str(x.get("text", "")) for x in c
+                         if isinstance(x, Mapping) and x.get("type") in ("input_text",
+                                                                         "output_text", "text"))
+    return ""
+
+
+def _item_text(item: Mapping[str, Any]) -> str:
+    """Readable text of a Responses item other than a message."""
+    t = item.get("type")
+    if t == "function_call":
+        return f"{item.get('name')}({item.get('arguments', '')})"
+    if t == "custom_tool_call":
+        return f"{item.get('name')}({item.get('input', '')})"
+    if t in RESPONSES_OUTPUTS:
+        return output_text(item)
+    if t == "reasoning":
+        parts = [str(x.get("text", "")) for key in ("summary", "content")
+                 for x in (item.get(key) or []) if isinstance(x, Mapping)]
+        return "\n".join(p for p in parts if p)
+    return ""
+
+
 def tool_result_text(block: Mapping[str, Any]) -> str:
     """The text of an Anthropic ``tool_result`` block (string or list-of-blocks content)."""
     c = block.get("content")
@@ -132,9 +260,12 @@ def tool_result_text(block: Mapping[str, Any]) -> str:
 
 
 def is_summary(message: Message, fmt: Format) -> bool:
-    """True for a summary message this package inserted (by its tag)."""
+    """True for a summary message this package inserted (by its tag): Anthropic a
+    ``user`` message, OpenAI a ``system`` message, Responses a ``developer`` message item."""
     role = message.get("role")
-    if (fmt is Format.ANTHROPIC and role != "user") or (fmt is Format.OPENAI and role != "system"):
+    if (fmt is Format.ANTHROPIC and role != "user") or (fmt is Format.OPENAI and role != "system") \
+            or (fmt is Format.RESPONSES and (role != "developer"
+                                             or message.get("type", "message") != "message")):
         return False
     content = message.get("content")
     if isinstance(content, list):
@@ -161,13 +292,15 @@ def strip_metadata(messages: Iterable[Message]) -> list[dict[str, Any]]:
 
 
 def leading_system_count(messages: Sequence[Message], fmt: Format) -> int:
-    """How many messages at the start are the system prompt (OpenAI ``system``/``developer``),
-    not counting a summary this package inserted; always 0 for Anthropic."""
+    """How many messages at the start are the system prompt (OpenAI and Responses
+    ``system``/``developer`` messages), not counting a summary this package inserted;
+    always 0 for Anthropic."""
     if fmt is Format.ANTHROPIC:
         return 0
     n = 0
     for m in messages:
-        if m.get("role") in ("system", "developer") and not is_summary(m, fmt):
+        if m.get("role") in ("system", "developer") and m.get("type", "message") == "message" \
+                and not is_summary(m, fmt):
             n += 1
         else:
             break

@@ -438,8 +438,16 @@ def _plan_truncations(messages: Sequence[Mapping[str, Any]], units: Sequence[Uni
 
 def summary_message(text: str, fmt: Format) -> dict[str, Any]:
     """The message that carries a summary: Anthropic -- a ``user`` message; OpenAI -- a
-    ``system`` message. The text is wrapped in ``<conversation_summary>`` tags."""
+    ``system`` message; Responses -- a ``developer`` message item (``{"type": "message",
+    "role": "developer", "content": [{"type": "input_text", ...}]}``): like the OpenAI
+    ``system`` summary it is the application's context, not words the user said (a
+    ``user`` item would be answered as a request), and ``developer`` is the role OpenAI
+    gives application instructions in the Responses API (reasoning models take it in
+    place of ``system``). The text is wrapped in ``<conversation_summary>`` tags."""
     body = f"{SUMMARY_OPEN}\n{text.strip()}\n{SUMMARY_CLOSE}"
+    if fmt is Format.RESPONSES:
+        return {"type": "message", "role": "developer",
+                "content": [{"type": "input_text", "text": body}]}
     return {"role": "user" if fmt is Format.ANTHROPIC else "system", "content": body}
 
 

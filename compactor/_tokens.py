@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from ._errors import ConfigError
-from ._format import Format, blocks, tool_result_text
+from ._format import Format, blocks, output_text, tool_result_text
 
 log = logging.getLogger("compactor")
 
@@ -123,7 +123,10 @@ def message_tokens(message: Mapping[str, Any], fmt: Format, counter: TokenCounte
     Text and thinking text are counted; ``tool_use`` input and OpenAI ``arguments`` as
     JSON; images at :data:`IMAGE_TOKENS`; ``redacted_thinking`` and document payloads by
     their length. Signatures are not counted (the provider does not bill them as text).
+    A Responses item other than a message is counted by :func:`item_tokens`.
     """
+    if fmt is Format.RESPONSES and message.get("type", "message") != "message":
+        return item_tokens(message, counter)
     total = MESSAGE_OVERHEAD
     content = message.get("content")
     if isinstance(content, str):
@@ -146,8 +149,10 @@ def message_tokens(message: Mapping[str, Any], fmt: Format, counter: TokenCounte
                 if isinstance(inner, list):
                     total += IMAGE_TOKENS * sum(1 for x in inner if isinstance(x, Mapping)
                                                 and x.get("type") == "image")
-            elif t in ("image", "image_url"):
+            elif t in ("image", "image_url", "input_image"):
                 total += IMAGE_TOKENS
+            elif t == "refusal":
+                total += counter.count(str(b.get("refusal", "")))
             elif t == "document":
                 src = b.get("source")
                 src = src if isinstance(src, Mapping) else {}
@@ -165,6 +170,44 @@ def message_tokens(message: Mapping[str, Any], fmt: Format, counter: TokenCounte
     if message.get("name"):
         total += 1
     return total
+
+
+def item_tokens(item: Mapping[str, Any], counter: TokenCounter) -> int:
+    """Estimated input tokens of a Responses item that is not a message, framing included.
+
+    ``function_call``: :data:`TOOL_BLOCK_OVERHEAD` + name + ``arguments`` (as sent);
+    ``custom_tool_call``: the same with ``input``; a call's output: the overhead + its
+    text, images at :data:`IMAGE_TOKENS`; ``reasoning``: its summary and reasoning text
+    plus ``encrypted_content`` at 4 characters a token (like ``redacted_thinking``: the
+    opaque payload stands for the model's reasoning, which the provider bills; an
+    over-count is the safe side); ``compaction``: its ``encrypted_content`` the same way;
+    any other item: its compact JSON.
+    """
+    t = item.get("type")
+    total = MESSAGE_OVERHEAD
+    if t == "function_call":
+        return total + TOOL_BLOCK_OVERHEAD + counter.count(str(item.get("name", ""))) \
+            + counter.count(str(item.get("arguments", "")))
+    if t == "custom_tool_call":
+        return total + TOOL_BLOCK_OVERHEAD + counter.count(str(item.get("name", ""))) \
+            + counter.count(str(item.get("input", "")))
+    if isinstance(t, str) and t.endswith("_output") and "output" in item:
+        out = item.get("output")
+        total += TOOL_BLOCK_OVERHEAD + counter.count(output_text(item))
+        if isinstance(out, list):
+            total += IMAGE_TOKENS * sum(1 for x in out if isinstance(x, Mapping)
+                                        and x.get("type") == "input_image")
+        elif isinstance(out, Mapping):   # a computer_call_output's screenshot
+            total += IMAGE_TOKENS if out.get("type") == "computer_screenshot" \
+                else counter.count(_json(out))
+        return total
+    if t in ("reasoning", "compaction"):
+        for key in ("summary", "content"):
+            for x in item.get(key) or []:
+                if isinstance(x, Mapping):
+                    total += counter.count(str(x.get("text", "")))
+        return total + len(str(item.get("encrypted_content") or "")) // 4
+    return total + counter.count(_json(item))
 
 
 def system_tokens(system: Any, counter: TokenCounter) -> int:

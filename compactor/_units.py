@@ -5,6 +5,13 @@ with it) plus, when its last message opens tool calls, the message(s) carrying a
 their results -- so a ``tool_use`` and its ``tool_result``, and every call of a
 parallel batch, always move together. Any other message is a unit of its own.
 Because the planner moves units, a cut inside a pair cannot be expressed.
+
+Responses API items (``Format.RESPONSES``): a turn is a run of consecutive model items
+(``reasoning``, assistant ``message``, ``function_call`` and the built-in tools' calls)
+plus the output items that follow it; it reaches on until every call it opened is
+answered, so a parallel batch and its outputs, and each reasoning item with the item it
+belongs to, move together (a reasoning item's ``encrypted_content`` is never touched).
+``compaction`` items and unknown item types are units of their own.
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ from dataclasses import dataclass
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ._format import Format, blocks, calls_opened, is_pinned, is_summary, leading_system_count
+from ._format import (Format, blocks, calls_answered, calls_opened, is_pinned, is_summary,
+                      leading_system_count, role_of)
 
 PinPredicate = Callable[[int, Mapping[str, Any]], bool]
 
@@ -26,7 +34,8 @@ class Unit:
     summary this package inserted), ``"turn"`` (assistant turn, with its tool results if it
     made calls) or ``"message"`` (any other single message). ``pinned``: a message in it is
     pinned. ``thinking``: its first message is an assistant message that starts with a
-    ``thinking``/``redacted_thinking`` block. ``calls``: it contains tool calls.
+    ``thinking``/``redacted_thinking`` block (Responses: its first item is a ``reasoning``
+    item). ``calls``: it contains tool calls.
     """
 
     start: int
@@ -70,6 +79,9 @@ def group_units(messages: Sequence[Mapping[str, Any]], fmt: Format,
     if i < n and is_summary(messages[i], fmt):
         units.append(Unit(i, i + 1, "summary"))
         i += 1
+    if fmt is Format.RESPONSES:
+        units.extend(_responses_units(messages, i, pinned))
+        return units
     while i < n:
         m = messages[i]
         if m.get("role") == "assistant":
@@ -93,6 +105,34 @@ def group_units(messages: Sequence[Mapping[str, Any]], fmt: Format,
             units.append(Unit(i, i + 1, "message", pinned=pinned(i, i + 1)))
             i += 1
     return units
+
+
+def _responses_units(items: Sequence[Mapping[str, Any]], i: int,
+                     pinned: Callable[[int, int], bool]) -> list[Unit]:
+    """Units of Responses items ``items[i:]`` (see the module docstring)."""
+    n = len(items)
+    out: list[Unit] = []
+    while i < n:
+        if role_of(items[i], Format.RESPONSES) != "assistant":
+            out.append(Unit(i, i + 1, "message", pinned=pinned(i, i + 1)))
+            i += 1
+            continue
+        open_ids: set[str] = set()
+        end = i
+        while end < n and role_of(items[end], Format.RESPONSES) == "assistant":
+            open_ids.update(calls_opened(items[end], Format.RESPONSES))
+            end += 1
+        has_calls = bool(open_ids)
+        while end < n and role_of(items[end], Format.RESPONSES) == "tool":
+            open_ids.difference_update(calls_answered(items[end], Format.RESPONSES))
+            end += 1
+        while open_ids and end < n:      # an output further on: the unit reaches it
+            open_ids.difference_update(calls_answered(items[end], Format.RESPONSES))
+            end += 1
+        out.append(Unit(i, end, "turn", pinned=pinned(i, end),
+                        thinking=items[i].get("type") == "reasoning", calls=has_calls))
+        i = end
+    return out
 
 
 def current_turn_start(messages: Sequence[Mapping[str, Any]], units: Sequence[Unit],

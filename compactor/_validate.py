@@ -16,7 +16,22 @@ Rule codes (``Violation.rule``):
 * ``orphan_result`` -- a result whose id the previous assistant message did not open.
 * ``duplicate_result`` -- one call answered twice.
 * ``result_order`` -- text before a ``tool_result`` block in a user message (Anthropic).
-* ``arguments_type`` -- OpenAI ``function.arguments`` that is not a JSON string.
+* ``arguments_type`` -- OpenAI ``function.arguments`` (Responses: a ``function_call``'s
+  ``arguments``) that is not a JSON string.
+* ``orphan_reasoning`` -- Responses: a ``reasoning`` item not immediately followed by
+  the item the model produced with it.
+
+Responses API items (``Format.RESPONSES``) follow the same pairing by ``call_id``: a
+``function_call`` (``custom_tool_call``, ``computer_call``) is answered by one output item
+with its ``call_id`` after it and before the next ``message`` item ("No tool output found
+for function call <call_id>"); an output whose ``call_id`` no open call has is an orphan
+("No tool call found for function call output with call_id <call_id>"); a ``call_id``
+opened twice is ``duplicate_tool_id``. A ``reasoning`` item must be followed directly by
+the message or call it belongs to ("Item 'rs_...' of type 'reasoning' was provided
+without its required following item"; two reasoning items in a row fail the same way, as
+reported in openai/codex#1235 and inspect_ai#1990). These are the API's own 400 messages,
+as quoted in public bug reports (e.g. openai/openai-node#1567, continuedev/continue#10092);
+``docs/provider-rules.md`` lists them with the other formats' rules.
 """
 
 from __future__ import annotations
@@ -26,7 +41,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._errors import InvalidHistoryError
-from ._format import Format, blocks, calls_answered, calls_opened
+from ._format import (RESPONSES_CALLS, RESPONSES_MODEL_ITEMS, Format, blocks, calls_answered,
+                      calls_opened, role_of)
 
 #: Rules that make a history unusable for compaction (pairs cannot be formed).
 PAIRING_RULES = frozenset({"unanswered_call", "orphan_result", "duplicate_result",
@@ -53,6 +69,8 @@ FIXES: dict[str, str] = {
     "result_order": "put the tool_result blocks first in the user message's content, text "
                     "after them",
     "arguments_type": "send function.arguments as a JSON string (json.dumps of the object)",
+    "orphan_reasoning": "keep each reasoning item directly before the message or call the "
+                        "model produced with it (the whole turn together), or drop it",
 }
 
 
@@ -103,6 +121,8 @@ def validate(messages: Sequence[Mapping[str, Any]], fmt: Format, *,
     lo = max(0, start - 1)
     if fmt is Format.ANTHROPIC:
         return _validate_anthropic(messages, lo, allow_open_calls_at_end)
+    if fmt is Format.RESPONSES:
+        return _validate_responses(messages, lo, allow_open_calls_at_end)
     return _validate_openai(messages, lo, allow_open_calls_at_end)
 
 
@@ -236,6 +256,93 @@ def _validate_openai(msgs: Sequence[Mapping[str, Any]], lo: int,
             out.append(Violation("unanswered_call", at, "An assistant message with 'tool_calls' "
                                  "must be followed by tool messages responding to each "
                                  "'tool_call_id'", tid))
+    return sorted(out, key=lambda v: (v.index if v.index is not None else -1))
+
+
+_RESPONSES_ROLES = ("user", "assistant", "system", "developer")
+
+
+def _is_message_item(m: Mapping[str, Any]) -> bool:
+    return m.get("type", "message") == "message"
+
+
+def _validate_responses(msgs: Sequence[Mapping[str, Any]], lo: int,
+                        allow_open: bool) -> list[Violation]:
+    """Responses API input items (see the module docstring for the rules and sources)."""
+    out: list[Violation] = []
+    n = len(msgs)
+    pending: dict[str, int] = {}     # open call_id -> index of its call item
+    answered: set[str] = set()       # call_ids answered since the last message item
+    seen_ids: set[str] = set()       # call_ids opened (duplicates)
+    # Rebuild the open calls at ``lo``: they were opened after the last message item.
+    k = lo - 1
+    while k >= 0 and isinstance(msgs[k], Mapping) and not _is_message_item(msgs[k]):
+        k -= 1
+    for j in range(k + 1, lo):
+        m = msgs[j]
+        for cid in calls_opened(m, Format.RESPONSES):
+            pending[cid] = j
+            seen_ids.add(cid)
+        for cid in calls_answered(m, Format.RESPONSES):
+            if pending.pop(cid, None) is not None:
+                answered.add(cid)
+
+    def close(at_end: bool) -> None:
+        for cid, at in pending.items():
+            if at_end and allow_open and all(role_of(msgs[j], Format.RESPONSES) == "assistant"
+                                             for j in range(at + 1, n)):
+                continue
+            out.append(Violation("unanswered_call", at, f"No tool output found for function "
+                                 f"call {cid}: the call's output must follow it before the "
+                                 "next message item", cid))
+
+    for i in range(lo, n):
+        m = msgs[i]
+        t = m.get("type") if isinstance(m, Mapping) else None
+        if not isinstance(m, Mapping) or not (isinstance(m.get("role"), str) or isinstance(t, str)):
+            out.append(Violation("shape", i, "not an item: expected a dict with a string 'type' "
+                                 "(or a message with a string 'role')"))
+            continue
+        if t is None or t == "message":
+            role = m.get("role")
+            if role not in _RESPONSES_ROLES:
+                out.append(Violation("role", i, f"role {role!r} is not a Responses message role "
+                                     "(user, assistant, system, developer)"))
+            close(False)
+            pending, answered = {}, set()
+            continue
+        if t in RESPONSES_CALLS:
+            cid = m.get("call_id")
+            if not isinstance(cid, str) or not cid:
+                out.append(Violation("shape", i, f"{t} item without a string 'call_id'"))
+                continue
+            if t == "function_call" and not isinstance(m.get("arguments"), str):
+                out.append(Violation("arguments_type", i, "function_call arguments must be a "
+                                     "JSON string", cid))
+            if cid in seen_ids:
+                out.append(Violation("duplicate_tool_id", i, "call_id used by two calls", cid))
+            seen_ids.add(cid)
+            pending[cid] = i
+        for cid in calls_answered(m, Format.RESPONSES):
+            if cid in pending:
+                del pending[cid]
+                answered.add(cid)
+            elif cid in answered:
+                out.append(Violation("duplicate_result", i, "call_id answered twice", cid))
+            else:
+                out.append(Violation("orphan_result", i, f"No tool call found for function call "
+                                     f"output with call_id {cid}: no open call before it has "
+                                     "this call_id", cid))
+        if t == "reasoning":
+            nxt = msgs[i + 1] if i + 1 < n else None
+            ok = isinstance(nxt, Mapping) and nxt.get("type") != "reasoning" and (
+                (nxt.get("type") in RESPONSES_MODEL_ITEMS)
+                or (_is_message_item(nxt) and nxt.get("role") == "assistant"))
+            if not ok:
+                out.append(Violation("orphan_reasoning", i, f"Item {m.get('id')!r} of type "
+                                     "'reasoning' was provided without its required following "
+                                     "item (the message or call it belongs to)"))
+    close(True)
     return sorted(out, key=lambda v: (v.index if v.index is not None else -1))
 
 
