@@ -18,13 +18,15 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from .._errors import CompactorError
-from ..ledger._cli import DEFAULT_LEDGER, LEDGER_ENV, _exists, ledger_path, missing_ledger_line
-from ..ledger._reader import read_records
+from ..ledger._cli import (DEFAULT_LEDGER, LEDGER_ENV, add_engine_option, fleet_paths,
+                           fleet_problem)
+from ..ledger._fleet import Fleet, choose_engine
 from ..ledger._stats import parse_since
 from ._complexity import MULTIPLIERS
 from ._config import CONFIG_ENV, BudgetConfig, resolve_config
 from ._monitor import BudgetMonitor
-from ._report import LEVELS, BudgetReport, GroupStats, compute_report
+from ._report import (CHART_SQL, LEVELS, BudgetReport, GroupStats, compute_report,
+                      report_from_rows, report_sql)
 
 def _fail(message: str) -> int:
     print(f"compactor: error: {' '.join(message.split())}", file=sys.stderr)
@@ -166,12 +168,39 @@ def print_report(report: BudgetReport, source: str) -> None:
               f"{r.min_invocations} invocations", highlight=False)
 
 
+def fleet_report(fleet: Fleet, engine: str, config: BudgetConfig, *,
+                 thresholds: Any = None, agent: str | None = None,
+                 usages: bool = False) -> BudgetReport:
+    """The :class:`BudgetReport` of every ledger of ``fleet`` together, by ``engine``
+    (``"duckdb"``: :func:`report_sql`'s statements; ``"python"``: the reader and
+    :func:`compute_report`); the same figures either way. ``usages=True`` also fills each
+    profile's ``usages`` (for a chart; the python fold always does).
+
+    Raises:
+        MissingExtraError: ``engine`` is ``"duckdb"`` and duckdb is not installed.
+        OSError: a segment cannot be read.
+    """
+    since = fleet.since.isoformat() if fleet.since else None
+    if engine == "duckdb":
+        statements = report_sql(agent) + ([CHART_SQL] if usages else [])
+        return report_from_rows(fleet.query(*statements), config, thresholds=thresholds,
+                                agent=agent, since=since)
+    return compute_report(fleet.records(), config, thresholds=thresholds, agent=agent,
+                          since=since)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    """Usage per profile and per agent from the ledger, with recommendations."""
+    """Usage per profile and per agent from the ledgers named, with recommendations."""
     cfg = resolve_config(args.config)
-    path = ledger_path(args)
-    if not _exists(path):
-        return _fail(missing_ledger_line(path))
+    paths, label = fleet_paths(args)
+    for path in paths:
+        if path.is_dir():
+            return _fail(f"cannot read the ledger at {path} (it is a folder); fix: pass the "
+                         f"ledger's active file (e.g. {DEFAULT_LEDGER}) with --ledger or "
+                         f"{LEDGER_ENV}, or a pattern such as --ledger 'hosts/*/ledger.jsonl*'")
+    bad = fleet_problem(paths)
+    if bad is not None:
+        return _fail(bad)
     since = None
     if args.since:
         try:
@@ -182,12 +211,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("upgrade_exceedance_rate", args.upgrade_above),
                                    ("downgrade_p95_usage", args.downgrade_below),
                                    ("min_invocations", args.min_invocations)) if v is not None}
+    engine = choose_engine(args.engine)
     try:
-        report = compute_report(read_records(path, since=since), cfg,
-                                thresholds=replace(t, **overrides), agent=args.agent,
-                                since=since.isoformat() if since else None)
-    except OSError as e:    # e.g. --ledger names a directory, or a segment is unreadable
-        return _fail(f"cannot read the ledger at {path} ({e.strerror or e}); fix: pass the "
+        report = fleet_report(Fleet(tuple(paths), since), engine, cfg,
+                              thresholds=replace(t, **overrides), agent=args.agent,
+                              usages=bool(args.chart))
+    except OSError as e:    # e.g. a segment is unreadable
+        where = e.filename if isinstance(e.filename, str) else label
+        return _fail(f"cannot read the ledger at {where} ({e.strerror or e}); fix: pass the "
                      f"ledger's active file (e.g. {DEFAULT_LEDGER}) with --ledger or "
                      f"{LEDGER_ENV}")
     if args.chart:
@@ -197,7 +228,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
-        print_report(report, str(path))
+        print_report(report, label)
         if args.chart:
             print(f"chart: {args.chart}")
     return 0
@@ -275,8 +306,9 @@ def add_budget_commands(subparsers: Any) -> argparse.ArgumentParser:
 
     rep = child("report", "usage per profile and agent from the ledger, with recommendations",
                 cmd_report)
-    rep.add_argument("--ledger", metavar="PATH", default=None,
-                     help=f"the ledger file (default: ${LEDGER_ENV}, else {DEFAULT_LEDGER})")
+    rep.add_argument("--ledger", metavar="PATH", action="append", default=None,
+                     help=f"the ledger file (default: ${LEDGER_ENV}, else {DEFAULT_LEDGER}); "
+                          "repeat it or give a quoted glob pattern for many ledgers")
     rep.add_argument("--since", metavar="WHEN", help="only records since WHEN: 30d, 12h, 2w "
                      "or an ISO date")
     rep.add_argument("--agent", metavar="A", help="only this agent")
@@ -288,4 +320,5 @@ def add_budget_commands(subparsers: Any) -> argparse.ArgumentParser:
                      help="downgrade when p95 usage is below SHARE (default: config)")
     rep.add_argument("--min-invocations", type=_positive_int, metavar="N",
                      help="no recommendation below N invocations (default: config)")
+    add_engine_option(rep)
     return parser

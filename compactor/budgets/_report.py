@@ -13,7 +13,14 @@ invocation *started* with) and each agent:
   ``blocked``: the sum of the usage records' ``blocked`` (hard-mode refusals);
 * ``recommendation``: ``upgrade`` when ``exceedance_rate > upgrade_exceedance_rate``,
   else ``downgrade`` when ``p95 < downgrade_p95_usage``, else ``keep``; ``none`` below
-  ``min_invocations`` (thresholds from the config's ``[recommendations]``).
+  ``min_invocations`` (thresholds from the config's ``[recommendations]``);
+* an agent's ``profile``: the profile of its latest ``usage`` record (greatest ``ts``; on
+  equal ``ts`` the greater profile name), so the answer does not depend on the order the
+  ledgers of a fleet are read in.
+
+Two folds fill the same :class:`BudgetReport`: :func:`compute_report` over records (the
+python engine) and :func:`report_from_rows` over the rows of :data:`REPORT_SQL` (the DuckDB
+engine, ``compactor.ledger._fleet``); both end in the same ordering and recommendations.
 """
 
 from __future__ import annotations
@@ -44,7 +51,11 @@ class GroupStats:
         name: the profile or agent id.
         profile: the profile (for an agent: the one of its latest invocation).
         invocations / exceeded / bumps / blocked: counts.
-        usages: each invocation's usage, as a share of its budget (1.0 = 100%).
+        usage_sum: the sum of the invocations' usages (shares; compensated sum).
+        usage_p95: the nearest-rank 95th percentile of the usages (a share).
+        usage_max: the largest usage (a share; 0.0 without invocations).
+        usages: each invocation's usage, as a share of its budget (1.0 = 100%); filled by
+            the python fold, and by the DuckDB engine only for a chart.
         alerts: level -> count of ``budget_alert`` records.
         recommendation: ``upgrade`` / ``downgrade`` / ``keep`` / ``none``.
         suggested_profile: the profile one step up or down, when there is one.
@@ -57,6 +68,9 @@ class GroupStats:
     exceeded: int = 0
     bumps: int = 0
     blocked: int = 0
+    usage_sum: float = 0.0
+    usage_p95: float = 0.0
+    usage_max: float = 0.0
     usages: list[float] = field(default_factory=list)
     alerts: dict[str, int] = field(default_factory=lambda: {lv: 0 for lv in LEVELS})
     recommendation: str = "none"
@@ -65,11 +79,11 @@ class GroupStats:
 
     @property
     def avg_usage_pct(self) -> float:
-        return 100 * sum(self.usages) / len(self.usages) if self.usages else 0.0
+        return 100 * self.usage_sum / self.invocations if self.invocations else 0.0
 
     @property
     def p95_usage_pct(self) -> float:
-        return 100 * p95(self.usages)
+        return 100 * self.usage_p95
 
     @property
     def exceedance_rate(self) -> float:
@@ -79,7 +93,7 @@ class GroupStats:
         return {"name": self.name, "profile": self.profile, "invocations": self.invocations,
                 "avg_usage_pct": round(self.avg_usage_pct, 4),
                 "p95_usage_pct": round(self.p95_usage_pct, 4),
-                "max_usage_pct": round(100 * max(self.usages, default=0.0), 4),
+                "max_usage_pct": round(100 * self.usage_max, 4),
                 "exceeded": self.exceeded, "exceedance_rate": round(self.exceedance_rate, 6),
                 "alerts": dict(self.alerts), "bumps": self.bumps, "blocked": self.blocked,
                 "recommendation": self.recommendation,
@@ -123,7 +137,7 @@ def _recommend(g: GroupStats, config: BudgetConfig, t: RecommendationThresholds)
         g.reason = (f"exceeded in {g.exceedance_rate:.1%} > {t.upgrade_exceedance_rate:.0%}"
                     + ("" if up else "; largest profile: raise its budget_tokens" if known
                        else f"; profile {g.profile!r} is not in the config"))
-    elif p95(g.usages) < t.downgrade_p95_usage:
+    elif g.usage_p95 < t.downgrade_p95_usage:
         down = config.next_down(g.profile or "")
         g.recommendation, g.suggested_profile = "downgrade", down.name if down else None
         g.reason = (f"p95 usage {g.p95_usage_pct:.1f}% < {t.downgrade_p95_usage:.0%}"
@@ -143,9 +157,9 @@ def compute_report(records: Iterable[Mapping[str, Any]], config: BudgetConfig, *
     string or null, are skipped (they are not ours); a ``profile`` that is not a string
     counts as ``(unknown)``.
     """
-    t = thresholds or config.recommendations
     profiles: dict[str, GroupStats] = {}
     agents: dict[str, GroupStats] = {}
+    latest: dict[str, tuple[str, str]] = {}
     total = 0
 
     def groups(r: Mapping[str, Any], profile_key: str) -> list[GroupStats]:
@@ -172,13 +186,30 @@ def compute_report(records: Iterable[Mapping[str, Any]], config: BudgetConfig, *
                 g.usages.append(tokens / budget)
                 g.exceeded += tokens > budget
                 g.blocked += max(0, _int(r.get("blocked")) or 0)
-            ga.profile = gp.name
+            mark = (str(r.get("ts", "")), gp.name)
+            if ga.name not in latest or mark > latest[ga.name]:
+                latest[ga.name] = mark
         elif event == "budget_alert" and r.get("level") in LEVELS:
             for g in groups(r, "profile"):
                 g.alerts[r["level"]] += 1
         elif event == "budget_bump":
             for g in groups(r, "profile"):
                 g.bumps += 1
+    for g in (*profiles.values(), *agents.values()):
+        g.usage_sum = math.fsum(g.usages)
+        g.usage_p95 = p95(g.usages)
+        g.usage_max = max(g.usages, default=0.0)
+    for name, (_, profile) in latest.items():
+        agents[name].profile = profile
+    return _finish(profiles, agents, config, thresholds, total, since, agent)
+
+
+def _finish(profiles: dict[str, GroupStats], agents: dict[str, GroupStats],
+            config: BudgetConfig, thresholds: RecommendationThresholds | None, total: int,
+            since: str | None, agent: str | None) -> BudgetReport:
+    """Order the groups (profiles in config order, then unknown ones by name; agents by
+    name) and make the recommendations: the one ending both engines share."""
+    t = thresholds or config.recommendations
     order = list(config.profiles)
     by_profile = sorted(profiles.values(),
                         key=lambda g: (order.index(g.name) if g.name in order else len(order),
@@ -187,3 +218,92 @@ def compute_report(records: Iterable[Mapping[str, Any]], config: BudgetConfig, *
     for g in (*by_profile, *by_agent):
         _recommend(g, config, t)
     return BudgetReport(by_profile, by_agent, t, total, since, agent)
+
+
+def report_sql(agent: str | None = None) -> list[str]:
+    """The DuckDB statements of the report, over the ``records`` view of
+    ``compactor.ledger._fleet`` (fields typed JSON), with the rules of
+    :func:`compute_report`. The first builds a temporary table; the others return, in
+    order: per-group usage rows ``(kind 'p'|'a', name, invocations, usage_sum, usage_max,
+    usage_p95, exceeded, blocked)``, alert rows ``(profile, agent, level, count)``, bump rows
+    ``(profile, agent, count)``, latest-profile rows ``(agent, profile)``, total invocations
+    ``(n,)``; then, for a chart, ``(profile, [usage, ...])``."""
+    only = "" if agent is None else (
+        " AND json_type(agent_id) = 'VARCHAR' AND (agent_id->>'$') = '"
+        + agent.replace("'", "''") + "'")
+    base = f"""
+CREATE TEMP TABLE b AS
+SELECT ev, t,
+       CASE WHEN json_type(agent_id) = 'VARCHAR' AND (agent_id->>'$') <> ''
+            THEN agent_id->>'$' ELSE '{NO_AGENT}' END AS a,
+       CASE WHEN json_type(profile) = 'VARCHAR' AND (profile->>'$') <> ''
+            THEN profile->>'$' ELSE '(unknown)' END AS p,
+       CASE WHEN ev = 'usage' THEN TRY_CAST(tokens AS DOUBLE) / TRY_CAST(budget_tokens AS DOUBLE) END AS u,
+       CASE WHEN ev = 'usage' THEN TRY_CAST(tokens AS HUGEINT) > TRY_CAST(budget_tokens AS HUGEINT) END AS exc,
+       CASE WHEN ev = 'usage' AND json_type(blocked) IN ('BIGINT', 'UBIGINT')
+            THEN greatest(TRY_CAST(blocked AS HUGEINT), 0) ELSE 0 END AS blk,
+       CASE WHEN ev = 'budget_alert' THEN level->>'$' END AS lv
+FROM records
+WHERE (agent_id IS NULL OR json_type(agent_id) = 'VARCHAR'){only}
+  AND ((ev = 'usage' AND json_type(budget_tokens) IN ('BIGINT', 'UBIGINT')
+        AND json_type(tokens) IN ('BIGINT', 'UBIGINT')
+        AND TRY_CAST(budget_tokens AS HUGEINT) > 0 AND TRY_CAST(tokens AS HUGEINT) >= 0)
+       OR (ev = 'budget_alert' AND json_type(level) = 'VARCHAR'
+           AND (level->>'$') IN ('info', 'warning', 'critical'))
+       OR ev = 'budget_bump')"""
+    groups = []
+    for kind, col in (("p", "p"), ("a", "a")):
+        groups.append(f"""
+SELECT '{kind}', s.name, s.n, s.total, s.top, r.u, s.exc, s.blk
+FROM (SELECT {col} AS name, count(*) AS n, fsum(u) AS total, max(u) AS top,
+             count(*) FILTER (WHERE exc) AS exc, sum(blk) AS blk
+      FROM b WHERE ev = 'usage' GROUP BY {col}) s
+JOIN (SELECT {col} AS name, u,
+             row_number() OVER (PARTITION BY {col} ORDER BY u) AS rn,
+             count(*) OVER (PARTITION BY {col}) AS n
+      FROM b WHERE ev = 'usage') r
+  ON r.name = s.name AND r.rn = greatest(1, ceil(0.95 * r.n))""")
+    return [base, " UNION ALL ".join(groups),
+            "SELECT p, a, lv, count(*) FROM b WHERE ev = 'budget_alert' GROUP BY ALL",
+            "SELECT p, a, count(*) FROM b WHERE ev = 'budget_bump' GROUP BY ALL",
+            "SELECT a, (max(row(t, p)))[2] FROM b WHERE ev = 'usage' GROUP BY a",
+            "SELECT count(*) FROM b WHERE ev = 'usage'"]
+
+
+#: The chart's extra statement (after :func:`report_sql`'s): every usage per profile.
+CHART_SQL = "SELECT p, list(u) FROM b WHERE ev = 'usage' GROUP BY p"
+
+
+def report_from_rows(results: list[list[tuple[Any, ...]]], config: BudgetConfig, *,
+                     thresholds: RecommendationThresholds | None = None,
+                     agent: str | None = None, since: str | None = None) -> BudgetReport:
+    """A :class:`BudgetReport` from the results of :func:`report_sql`'s statements (pure),
+    in their order (the first, a table creation, included; a sixth, :data:`CHART_SQL`'s,
+    fills ``usages``). The groups and figures are those :func:`compute_report` finds."""
+    _, usage_rows, alert_rows, bump_rows, latest_rows, total_rows, *chart = results
+    profiles: dict[str, GroupStats] = {}
+    agents: dict[str, GroupStats] = {}
+
+    def group(kind: str, name: str) -> GroupStats:
+        if kind == "p":
+            return profiles.setdefault(name, GroupStats(name, name))
+        return agents.setdefault(name, GroupStats(name))
+
+    for p, a, *_ in (*alert_rows, *bump_rows):
+        group("p", p), group("a", a)
+    for kind, name, n, total, top, p95_share, exceeded, blocked in usage_rows:
+        g = group(kind, name)
+        g.invocations, g.usage_sum, g.usage_max = int(n), float(total), float(top)
+        g.usage_p95, g.exceeded, g.blocked = float(p95_share), int(exceeded), int(blocked or 0)
+    for p, a, level, n in alert_rows:
+        for g in (group("p", p), group("a", a)):
+            g.alerts[level] += int(n)
+    for p, a, n in bump_rows:
+        for g in (group("p", p), group("a", a)):
+            g.bumps += int(n)
+    for a, p in latest_rows:
+        group("a", a).profile = p
+    for p, values in (chart[0] if chart else []):
+        group("p", p).usages = [float(v) for v in values]
+    total = int(total_rows[0][0]) if total_rows else 0
+    return _finish(profiles, agents, config, thresholds, total, since, agent)

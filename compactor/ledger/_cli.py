@@ -18,22 +18,75 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from compactor._errors import CompactorError
 from compactor.ledger._codec import COMMON_KEYS
-from compactor.ledger._reader import follow_records, read_records, tail_records
+from compactor.ledger._fleet import ENGINES, Fleet, choose_engine, expand_ledgers
+from compactor.ledger._reader import follow_records, tail_records
 from compactor.ledger._segments import list_segments
-from compactor.ledger._stats import LedgerStats, Totals, compute_stats, parse_since
+from compactor.ledger._stats import (STATS_SQL, LedgerStats, Totals, compute_stats, parse_since,
+                                     stats_from_rows)
 from compactor.ledger._verify import VerifyReport, verify
 
 LEDGER_ENV = "COMPACTOR_LEDGER"
 DEFAULT_LEDGER = "./compactor-ledger/ledger.jsonl"
 
 
-def ledger_path(args: argparse.Namespace) -> Path:
-    """``--ledger``, else ``[ledger] path`` of ``compactor.toml`` (``$COMPACTOR_LEDGER``
-    included), else ``./compactor-ledger/ledger.jsonl``."""
+def ledger_values(args: argparse.Namespace) -> list[str]:
+    """Every ``--ledger`` value given (before and after the sub-command), in order; else
+    ``[ledger] path`` of ``compactor.toml`` (``$COMPACTOR_LEDGER`` included), else
+    ``./compactor-ledger/ledger.jsonl``. Values may be glob patterns."""
     from compactor._config import resolve_ledger_path
 
-    return resolve_ledger_path(getattr(args, "ledger", None))
+    given = getattr(args, "ledger", None)
+    values = ([given] if isinstance(given, str) else list(given or [])) + list(
+        getattr(args, "ledger_more", None) or [])
+    return values or [str(resolve_ledger_path(None))]
+
+
+def ledger_path(args: argparse.Namespace) -> Path:
+    """The one ledger of a command that reads one (``tail``, ``verify``): the
+    ``--ledger`` value (a pattern must match exactly one ledger), else the default of
+    :func:`ledger_values`.
+
+    Raises:
+        ConfigError: several ledgers are named, or a pattern matches none.
+    """
+    from compactor._errors import ConfigError
+
+    values = ledger_values(args)
+    paths = expand_ledgers(values)
+    if len(paths) != 1:
+        raise ConfigError(f"--ledger {' '.join(values)} names {len(paths)} ledgers and this "
+                          "command reads one; fix: pass one ledger (stats and budgets report "
+                          "take many)", field="ledger")
+    return paths[0] if any(glob_chars in values[0] for glob_chars in "*?[") else Path(values[0])
+
+
+def fleet_paths(args: argparse.Namespace) -> tuple[list[Path], str]:
+    """The ledgers of a command that reads many (``stats``, ``budgets report``) and a
+    label for its title: the path when one was named, else the values and the count.
+
+    Raises:
+        NoLedgerMatchError: a pattern matched no ledger file.
+    """
+    values = ledger_values(args)
+    paths = expand_ledgers(values)
+    if len(values) == 1 and len(paths) == 1 and paths[0] == Path(os.path.abspath(values[0])):
+        return paths, values[0]
+    return paths, f"{' '.join(values)} ({len(paths)} ledgers)"
+
+
+def fleet_problem(paths: list[Path]) -> str | None:
+    """The one-line problem of the first path that holds no ledger (a folder, or no
+    active file and no segment), or ``None`` when each may be read."""
+    for path in paths:
+        if path.is_dir():
+            return (f"{os.path.abspath(path)} is a folder, not a ledger file; fix: pass the "
+                    f"ledger's file, e.g. --ledger {os.path.join(path, 'ledger.jsonl')}, or a "
+                    f"pattern such as --ledger '{os.path.join(path, '*', 'ledger.jsonl*')}'")
+        if not _exists(path):
+            return missing_ledger_line(path)
+    return None
 
 
 def _exists(path: Path) -> bool:
@@ -78,14 +131,17 @@ def _unreadable(path: Path, e: OSError) -> int:
 
 
 def _guard(func: Any) -> Any:
-    """Wrap a command: an ``OSError`` while reading the ledger is one line, exit 2."""
+    """Wrap a command: an ``OSError`` while reading the ledger, or a ``CompactorError``
+    (a pattern matching nothing, a missing extra), is one line, exit 2."""
     def run(args: argparse.Namespace) -> int:
         try:
             return int(func(args))
         except BrokenPipeError:
             raise
+        except CompactorError as e:
+            return _error(str(e))
         except OSError as e:
-            return _unreadable(ledger_path(args), e)
+            return _unreadable(Path(ledger_values(args)[0]), e)
     run.__doc__ = func.__doc__
     return run
 
@@ -138,8 +194,8 @@ def _totals_row(label: str, t: Totals) -> list[str]:
             str(t.summarizer_failures), str(t.retries), str(t.budget_alerts)]
 
 
-def print_stats(stats: LedgerStats, path: Path) -> None:
-    """Render :class:`LedgerStats` as rich tables on stdout."""
+def print_stats(stats: LedgerStats, path: Path | str) -> None:
+    """Render :class:`LedgerStats` as rich tables on stdout (``path``: the title's label)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -167,25 +223,41 @@ def print_stats(stats: LedgerStats, path: Path) -> None:
         console.print(table)
 
 
+def fleet_stats(fleet: Fleet, engine: str) -> LedgerStats:
+    """:class:`LedgerStats` of every ledger of ``fleet`` together, by ``engine``
+    (``"duckdb"``: one SQL query, :data:`STATS_SQL`; ``"python"``: the reader and
+    :func:`compute_stats`). Both give the same figures.
+
+    Raises:
+        MissingExtraError: ``engine`` is ``"duckdb"`` and duckdb is not installed.
+        OSError: a segment cannot be read.
+    """
+    since = fleet.since.isoformat() if fleet.since else None
+    if engine == "duckdb":
+        (rows,) = fleet.query(STATS_SQL)
+        return stats_from_rows(rows, since=since)
+    return compute_stats(fleet.records(), since=since)
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     """Print compactions, tokens saved, summarizer cost, failures, retries and budget
-    alerts, overall, per agent and per day (``--json``: one JSON object)."""
-    path = ledger_path(args)
-    bad = _check_path(path)
+    alerts, overall, per agent and per day (``--json``: one JSON object), over every
+    ledger named."""
+    paths, label = fleet_paths(args)
+    bad = fleet_problem(paths)
     if bad is not None:
-        return bad
+        return _error(bad)
     since = None
     if args.since:
         try:
             since = parse_since(args.since, datetime.now(timezone.utc))
         except ValueError as exc:
             return _error(str(exc))
-    records = read_records(path, since=since)
-    stats = compute_stats(records, since=since.isoformat() if since else None)
+    stats = fleet_stats(Fleet(tuple(paths), since), choose_engine(args.engine))
     if args.json:
         print(json.dumps(stats.to_dict(), indent=2))
     else:
-        print_stats(stats, path)
+        print_stats(stats, label)
     return 0
 
 
@@ -228,6 +300,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def add_engine_option(parser: argparse.ArgumentParser) -> None:
+    """``--engine auto|duckdb|python`` (default ``auto``: duckdb when it can be imported)."""
+    parser.add_argument("--engine", choices=ENGINES, default="auto",
+                        help="how to read the ledgers: duckdb (extra [duckdb]), python (the "
+                             "built-in reader) or auto, duckdb when installed (default); "
+                             "both give the same figures")
+
+
 def add_ledger_commands(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``ledger`` (with ``tail``, ``stats``, ``verify``) to ``subparsers`` (the
     object ``ArgumentParser.add_subparsers()`` returns). Returns the ``ledger`` parser.
@@ -235,11 +315,13 @@ def add_ledger_commands(subparsers: Any) -> argparse.ArgumentParser:
     ``--ledger PATH`` is accepted both before and after the sub-command."""
     from compactor.cli import non_negative_int
 
-    help_path = (f"the ledger file (default: ${LEDGER_ENV}, else {DEFAULT_LEDGER})")
+    help_path = (f"the ledger file (default: ${LEDGER_ENV}, else {DEFAULT_LEDGER}); stats: "
+                 "repeat it or give a quoted glob pattern for many ledgers")
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "ledger", help="inspect and check the JSONL ledger",
         description="Inspect and check the append-only JSONL ledger.")
-    parser.add_argument("--ledger", metavar="PATH", default=None, help=help_path)
+    parser.add_argument("--ledger", metavar="PATH", action="append", default=None,
+                        help=help_path)
 
     def no_command(args: argparse.Namespace) -> int:
         return _error("ledger: choose a command: tail, stats or verify; fix: e.g. "
@@ -250,7 +332,8 @@ def add_ledger_commands(subparsers: Any) -> argparse.ArgumentParser:
 
     def child(name: str, help_text: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--ledger", metavar="PATH", default=argparse.SUPPRESS, help=help_path)
+        p.add_argument("--ledger", metavar="PATH", dest="ledger_more", action="append",
+                       default=argparse.SUPPRESS, help=help_path)
         return p
 
     tail = child("tail", "print the last records")
@@ -267,6 +350,7 @@ def add_ledger_commands(subparsers: Any) -> argparse.ArgumentParser:
     stats.add_argument("--since", metavar="WHEN",
                        help="only records since WHEN: 30d, 12h, 2w or an ISO date")
     stats.add_argument("--json", action="store_true", help="print one JSON object")
+    add_engine_option(stats)
     stats.set_defaults(func=_guard(cmd_stats))
 
     check = child("verify", "check every line; exit 1 when torn or invalid lines are found")

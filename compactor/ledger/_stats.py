@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping
 
@@ -11,6 +12,11 @@ NO_AGENT = "(none)"
 """The ``by_agent`` key of records whose ``agent_id`` is null."""
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+COST_DIGITS = 6
+"""``cost_usd`` figures are rounded to this many decimals (micro-dollars), whichever engine
+summed them: both sum with compensation (Neumaier in python, DuckDB's ``fsum``), so their
+sums differ by a few ulps at most, far below this rounding."""
 
 
 @dataclass
@@ -23,6 +29,7 @@ class Totals:
             (tokens; records missing either count are skipped).
         cost_usd: sum of ``cost_usd`` over compaction records (US dollars): what
             summarizing cost.
+            Compensated sum, rounded to :data:`COST_DIGITS` decimals when the fold ends.
         summarizer_failures: ``summarizer_fallback`` records.
         retries: ``summarizer_retry`` records.
         budget_alerts: ``budget_alert`` records.
@@ -34,6 +41,37 @@ class Totals:
     summarizer_failures: int = 0
     retries: int = 0
     budget_alerts: int = 0
+    _cost_err: float = field(default=0.0, repr=False, compare=False)
+
+    def add_cost(self, value: float) -> None:
+        """Add ``value`` USD to ``cost_usd`` (Neumaier compensated summation)."""
+        total = self.cost_usd + value
+        if abs(self.cost_usd) >= abs(value):
+            self._cost_err += (self.cost_usd - total) + value
+        else:
+            self._cost_err += (value - total) + self.cost_usd
+        self.cost_usd = total
+
+    def finish(self) -> None:
+        """Fold the compensation into ``cost_usd`` and round it to :data:`COST_DIGITS`."""
+        self.cost_usd = round(self.cost_usd + self._cost_err, COST_DIGITS) + 0.0
+        self._cost_err = 0.0
+
+    def merge(self, other: Totals) -> None:
+        """Add ``other``'s counters (before either is finished)."""
+        self.compactions += other.compactions
+        self.tokens_saved += other.tokens_saved
+        self.add_cost(other.cost_usd)
+        self._cost_err += other._cost_err
+        self.summarizer_failures += other.summarizer_failures
+        self.retries += other.retries
+        self.budget_alerts += other.budget_alerts
+
+    def to_dict(self) -> dict[str, Any]:
+        """The six counters by name."""
+        return {"compactions": self.compactions, "tokens_saved": self.tokens_saved,
+                "cost_usd": self.cost_usd, "summarizer_failures": self.summarizer_failures,
+                "retries": self.retries, "budget_alerts": self.budget_alerts}
 
     def add(self, record: Mapping[str, Any]) -> None:
         event = record.get("event")
@@ -45,7 +83,7 @@ class Totals:
                 self.tokens_saved += before - after
             cost = record.get("cost_usd")
             if isinstance(cost, (int, float)) and not isinstance(cost, bool):
-                self.cost_usd += cost
+                self.add_cost(cost)
         elif event == "summarizer_fallback":
             self.summarizer_failures += 1
         elif event == "summarizer_retry":
@@ -72,9 +110,9 @@ class LedgerStats:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "since": self.since, "records": self.records, "total": asdict(self.total),
-            "by_agent": {k: asdict(v) for k, v in self.by_agent.items()},
-            "by_day": {k: asdict(v) for k, v in self.by_day.items()},
+            "since": self.since, "records": self.records, "total": self.total.to_dict(),
+            "by_agent": {k: v.to_dict() for k, v in self.by_agent.items()},
+            "by_day": {k: v.to_dict() for k, v in self.by_day.items()},
         }
 
 
@@ -91,9 +129,61 @@ def compute_stats(records: Iterable[Mapping[str, Any]], *, since: str | None = N
         key = NO_AGENT if agent is None else str(agent)
         by_agent.setdefault(key, Totals()).add(record)
         by_day.setdefault(str(record.get("ts", ""))[:10], Totals()).add(record)
+    return _finish(stats, by_agent, by_day)
+
+
+def _finish(stats: LedgerStats, by_agent: dict[str, Totals],
+            by_day: dict[str, Totals]) -> LedgerStats:
     stats.by_agent = dict(sorted(by_agent.items()))
     stats.by_day = dict(sorted(by_day.items()))
+    for t in (stats.total, *stats.by_agent.values(), *stats.by_day.values()):
+        t.finish()
     return stats
+
+
+STATS_SQL = """
+SELECT CASE WHEN agent_id IS NULL THEN 'n' WHEN json_type(agent_id) = 'VARCHAR' THEN 's'
+            ELSE 'j' END AS kind,
+       CASE WHEN json_type(agent_id) = 'VARCHAR' THEN agent_id->>'$'
+            ELSE agent_id::VARCHAR END AS agent,
+       left(t, 10) AS day,
+       count(*) AS records,
+       count(*) FILTER (WHERE ev = 'compaction') AS compactions,
+       sum(CASE WHEN ev = 'compaction'
+                 AND json_type(tokens_before) IN ('BIGINT', 'UBIGINT')
+                 AND json_type(tokens_after) IN ('BIGINT', 'UBIGINT')
+                THEN TRY_CAST(tokens_before AS HUGEINT) - TRY_CAST(tokens_after AS HUGEINT) END) AS tokens_saved,
+       fsum(CASE WHEN ev = 'compaction' AND json_type(cost_usd) IN ('BIGINT', 'UBIGINT', 'DOUBLE')
+                 THEN TRY_CAST(cost_usd AS DOUBLE) END) AS cost_usd,
+       count(*) FILTER (WHERE ev = 'summarizer_fallback') AS summarizer_failures,
+       count(*) FILTER (WHERE ev = 'summarizer_retry') AS retries,
+       count(*) FILTER (WHERE ev = 'budget_alert') AS budget_alerts
+FROM records GROUP BY ALL
+"""
+"""The figures of :class:`Totals`, per (agent, day), in SQL over the ``records`` view of
+``compactor.ledger._fleet`` (fields typed JSON): the same rules as :meth:`Totals.add`
+(integer token counts only, numeric non-bool costs only)."""
+
+
+def stats_from_rows(rows: Iterable[tuple[Any, ...]], *, since: str | None = None) -> LedgerStats:
+    """:class:`LedgerStats` from the rows of :data:`STATS_SQL` (pure): the per-(agent, day)
+    rows are rolled up into the total, per agent and per day, as :func:`compute_stats`
+    would have counted them. An agent id that is not a string is keyed ``str()`` of its
+    JSON value, as the python fold keys it."""
+    stats = LedgerStats(since=since)
+    by_agent: dict[str, Totals] = {}
+    by_day: dict[str, Totals] = {}
+    for (kind, agent, day, records, compactions, saved, cost, failures, retries,
+         alerts) in rows:
+        key = NO_AGENT if kind == "n" else agent if kind == "s" else str(json.loads(agent))
+        part = Totals(compactions=int(compactions), tokens_saved=int(saved or 0),
+                      cost_usd=float(cost or 0.0), summarizer_failures=int(failures),
+                      retries=int(retries), budget_alerts=int(alerts))
+        stats.records += int(records)
+        for t in (stats.total, by_agent.setdefault(key, Totals()),
+                  by_day.setdefault(day, Totals())):
+            t.merge(part)
+    return _finish(stats, by_agent, by_day)
 
 
 def parse_since(text: str, now: datetime) -> datetime:
