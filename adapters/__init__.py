@@ -6,6 +6,9 @@ chain that never fails the agent's call.
   package, so it is imported on demand.
 * ``compactor.adapters.openai_http`` -- ``OpenAIChatSummarizer`` and ``compacting_router``
   (httpx only).
+* ``compactor.adapters.openai_sdk`` -- ``CompactingOpenAI`` (wraps ``openai.AsyncOpenAI``)
+  and ``CompactingSyncOpenAI`` (wraps ``openai.OpenAI``): chat completions and Responses
+  calls compacted first (the ``[openai]`` extra).
 * ``compactor.adapters.langchain`` -- ``CompactionMiddleware`` (a LangChain v1
   ``AgentMiddleware``) and the LangChain converters (the ``[langchain]`` extra).
 * ``compactor.adapters.pydantic_ai`` -- ``CompactingHistoryProcessor`` and the Pydantic AI
