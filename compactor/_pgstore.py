@@ -6,6 +6,8 @@ The same contract as :class:`compactor._store.FileSessionStore` (see
 
     compactor_sessions (session_id PK, tip, state, version, marked, created_at, active_at)
     compactor_nodes    (session_id, chain PK together; position, hash, prev, message, seq)
+    compactor_taken_out (key PK, session_id, payload, state, version, marked, created_at,
+                         active_at, taken_at)
     compactor_schema_migrations (version PK, name, applied_at)
 
 * An archive node is one row, keyed by ``(session_id, chain id)`` and written with
@@ -30,6 +32,13 @@ The same contract as :class:`compactor._store.FileSessionStore` (see
   advisory lock (many workers starting at once apply each migration once). The store
   applies them when it opens (``migrate=False``: it only checks the version), and
   ``compactor store migrate --store postgresql://...`` applies them on demand.
+* Maintenance (``compactor maintain --store postgresql://...``) uses the protocol's
+  maintenance support: :meth:`PostgresStore.take_out` moves a session, in one transaction
+  under its row lock and only if it is unchanged, into ``compactor_taken_out`` (its
+  export, state, mark and times), where it stays until maintenance's journaled step
+  commits (:meth:`PostgresStore.finish_step_op` drops it) or is put back whole
+  (:meth:`PostgresStore.undo_step_op`: a rollback, or the next run's recovery after a
+  kill); :meth:`PostgresStore.run_lock` keeps maintenance runs on every host apart.
 
 Every method is synchronous and thread-safe (the compactor calls the store in threads).
 Server errors after the store opened (the server went away, a statement failed) are
@@ -43,17 +52,18 @@ import json
 import re
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, ContextManager, Iterator, Mapping, Sequence
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ._errors import ConfigError
-from ._store import (STATE_SCHEMA_VERSION, ArchiveNode, FileSessionStore, SessionStat,
-                     StateConflictError, _as_nodes, _Index, _index_line, canonical_json,
-                     encode_session_id)
+from ._store import (STATE_SCHEMA_VERSION, ArchiveNode, FileSessionStore, SessionChangedError,
+                     SessionStat, StateConflictError, StepJournal, _as_nodes, _Index,
+                     _index_line, canonical_json, encode_session_id, export_digest)
 
 #: The schema migrations, in order: ``(version, name, SQL)``. A released migration is
 #: never edited; a change of the schema is a new entry.
@@ -84,6 +94,19 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (2, "sessions by last activity (maintenance tiers)", """
         CREATE INDEX compactor_sessions_active ON compactor_sessions (active_at);
     """),
+    (3, "sessions taken out by maintenance, until its step commits", """
+        CREATE TABLE compactor_taken_out (
+            key         text PRIMARY KEY,
+            session_id  text NOT NULL,
+            payload     bytea NOT NULL,
+            state       text,
+            version     bigint NOT NULL,
+            marked      boolean NOT NULL,
+            created_at  timestamptz NOT NULL,
+            active_at   timestamptz NOT NULL,
+            taken_at    timestamptz NOT NULL DEFAULT now()
+        );
+    """),
 )
 
 #: The newest schema version this module knows.
@@ -92,6 +115,10 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 CONNECT_TIMEOUT_S = 10.0
 #: Polling interval bounds of :meth:`PostgresStore.lock_within`, in seconds.
 _POLL_MIN_S, _POLL_MAX_S = 0.005, 0.1
+#: The advisory lock name of :meth:`PostgresStore.run_lock` (NUL: never a session id).
+_RUN_LOCK = "\0maintenance run"
+#: Journal intents of this store (:meth:`PostgresStore.undo_step_op`).
+_TAKE_OUT, _PUT_IN = "pg_take_out", "pg_put_in"
 
 _MIGRATIONS_DDL = """
     CREATE TABLE IF NOT EXISTS compactor_schema_migrations (
@@ -354,7 +381,8 @@ class PostgresStore:
             self._release(session_id)
 
     def _acquire(self, session_id: str, timeout_s: float | None) -> None:
-        encode_session_id(session_id)
+        if session_id != _RUN_LOCK:
+            encode_session_id(session_id)
         held: dict[str, list[Any]] = self._held.__dict__.setdefault("by_session", {})
         h = held.get(session_id)
         if h is not None:
@@ -372,8 +400,10 @@ class PostgresStore:
                                        (key,)).fetchone()[0]:  # type: ignore[index]
                     left = deadline - time.monotonic()
                     if left <= 0:
-                        raise TimeoutError(f"session {session_id!r} is locked by another "
-                                           f"writer (waited {timeout_s:g} s)")
+                        what = ("the maintenance run lock is held by another run"
+                                if session_id == _RUN_LOCK else
+                                f"session {session_id!r} is locked by another writer")
+                        raise TimeoutError(f"{what} (waited {timeout_s:g} s)")
                     time.sleep(min(pause, left))
                     pause = min(pause * 2, _POLL_MAX_S)
         except BaseException:
@@ -648,27 +678,12 @@ class PostgresStore:
         the current tip is not the last node) -- what
         :func:`~compactor._store.restore_from_records` reads -- and the state. One
         snapshot (a repeatable-read transaction)."""
-        enc = json.JSONEncoder(ensure_ascii=False).encode
-        out: list[str] = []
         with self._pool.connection() as conn:
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 row = conn.execute("SELECT tip, state, version FROM compactor_sessions "
                                    "WHERE session_id = %s", (session_id,)).fetchone()
-                last = ""
-                for c, pos, h, prev, msg in conn.execute(
-                        "SELECT chain, position, hash, prev, message FROM compactor_nodes "
-                        "WHERE session_id = %s ORDER BY seq", (session_id,)):
-                    out.append(f'{{"hash":{enc(h)},"message":{msg},"ordinal":{int(pos)},'
-                               f'"prev":{enc(prev)}}}\n')
-                    last = c
-        if row is None:
-            return b"", None
-        tip, state, version = row
-        if tip != last:
-            out.append(canonical_json({"tip": tip}) + "\n")
-        loaded = None if state is None else {**json.loads(state), "version": int(version)}
-        return "".join(out).encode("utf-8"), loaded
+                return _export(conn, session_id, row)
 
     def import_(self, session_id: str, payload: bytes,
                 state: Mapping[str, Any] | None) -> None:
@@ -682,36 +697,20 @@ class PostgresStore:
                 JSON.
             ConfigError: an id that cannot name a session.
         """
-        if payload and not payload.endswith(b"\n"):
-            raise ValueError("payload ends inside a line; export gives complete lines only")
         encode_session_id(session_id)
-        ix = _Index({}, "", 0, 0, 0)
-        for line in payload.decode("utf-8").splitlines():
-            _index_line(ix, json.loads(line))
-        rows = [(c, int(r["ordinal"]), str(r["hash"]), str(r["prev"]),
-                 canonical_json(r["message"])) for c, r in ix.records.items()]
+        tip, rows = _payload_rows(payload)
         with self._pool.connection() as conn, conn.transaction():
             self._lock_row(conn, session_id, [])
-            busy = conn.execute(
-                "SELECT state IS NOT NULL OR EXISTS (SELECT 1 FROM compactor_nodes WHERE "
-                "session_id = %s) FROM compactor_sessions WHERE session_id = %s",
-                (session_id, session_id)).fetchone()[0]  # type: ignore[index]
-            if busy:
+            if _holds_something(conn, session_id):
                 raise FileExistsError(f"session {session_id!r} is already in "
                                       f"{self.location}; fix: restore it from there")
-            if rows:
-                conn.execute(
-                    "INSERT INTO compactor_nodes (session_id, chain, position, hash, prev, "
-                    "message) SELECT %s, c, p, h, v, m FROM unnest(%s::text[], %s::int[], "
-                    "%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS u(c, p, h, v, m, i) "
-                    "ORDER BY i",
-                    (session_id, *map(list, zip(*rows))))
+            _insert_nodes(conn, session_id, rows)
             body = None if state is None else json.dumps(
                 {k: v for k, v in state.items() if k != "version"}, ensure_ascii=False,
                 sort_keys=True)
             conn.execute("UPDATE compactor_sessions SET tip = %s, state = %s, version = %s, "
                          "active_at = now() WHERE session_id = %s",
-                         (ix.tip, body, int((state or {}).get("version", 0)), session_id))
+                         (tip, body, int((state or {}).get("version", 0)), session_id))
 
     def mark(self, session_id: str, marked: bool = True) -> bool:
         """Mark (or unmark) a session important; returns whether the mark changed (a mark
@@ -737,9 +736,203 @@ class PostgresStore:
         with self._pool.connection() as conn:
             row = conn.execute(
                 "SELECT pg_total_relation_size('compactor_sessions') + "
-                "pg_total_relation_size('compactor_nodes'), "
+                "pg_total_relation_size('compactor_nodes') + "
+                "pg_total_relation_size('compactor_taken_out'), "
                 "(SELECT count(*) FROM compactor_sessions)").fetchone()
         return int(row[0]), int(row[1])  # type: ignore[index]
+
+    def where(self, session_id: str) -> str:
+        """``<URL without password> session '<id>'``, for messages."""
+        return f"{self.location} session {session_id!r}"
+
+    def run_lock(self, timeout_s: float) -> ContextManager[None]:
+        """The store's maintenance run lock: :meth:`lock_within` on a name no session id
+        can have (a ``pg_advisory_lock`` held on one pooled connection), so one
+        maintenance run at a time works on this schema, from any host.
+
+        Raises:
+            TimeoutError: another run held it for ``timeout_s`` seconds.
+        """
+        return self.lock_within(_RUN_LOCK, timeout_s)
+
+    def take_out(self, session_id: str, step: StepJournal, *, expect: str) -> None:
+        """Remove a session through ``step``: journal the intent ``pg_take_out`` (with a
+        fresh key), then in one transaction holding the session's row lock -- so no
+        append or state save runs meanwhile -- check that its export still has the
+        digest ``expect``, copy it (export, state, version, mark, times) into
+        ``compactor_taken_out`` under the key and delete it. Until the step commits it
+        can be put back exactly as it was (:meth:`undo_step_op`).
+
+        Raises:
+            SessionChangedError: the session is gone or its digest is another (nothing
+                was changed).
+        """
+        key = uuid.uuid4().hex
+
+        def act() -> None:
+            with self._pool.connection() as conn, conn.transaction():
+                row = conn.execute(
+                    "SELECT tip, state, version, marked, created_at, active_at FROM "
+                    "compactor_sessions WHERE session_id = %s FOR UPDATE",
+                    (session_id,)).fetchone()
+                if row is None:
+                    raise SessionChangedError(session_id)
+                payload, state = _export(conn, session_id, row[:3])
+                if export_digest(payload, state) != expect:
+                    raise SessionChangedError(session_id)
+                conn.execute(
+                    "INSERT INTO compactor_taken_out (key, session_id, payload, state, "
+                    "version, marked, created_at, active_at) VALUES (%s, %s, %s, %s, %s, %s, "
+                    "%s, %s)", (key, session_id, payload, row[1], row[2], row[3], row[4],
+                                row[5]))
+                conn.execute("DELETE FROM compactor_sessions WHERE session_id = %s",
+                             (session_id,))
+        step.store_op(_TAKE_OUT, {"session_id": session_id, "key": key,
+                                  "store": self.location}, act)
+
+    def put_in(self, session_id: str, payload: bytes, state: Mapping[str, Any] | None,
+               step: StepJournal) -> None:
+        """:meth:`import_` through ``step``: journal the intent ``pg_put_in`` with the
+        digest the imported session will export with, then import it (one
+        transaction); undoing it deletes the session while it still has that digest.
+
+        Raises:
+            FileExistsError: the session holds nodes or a state already (nothing done).
+            ValueError, ConfigError: see :meth:`import_`.
+        """
+        encode_session_id(session_id)
+        tip, rows = _payload_rows(payload)
+        lines = [_node_line(h, msg, pos, prev) for _c, pos, h, prev, msg in rows]
+        if tip != (rows[-1][0] if rows else ""):
+            lines.append(canonical_json({"tip": tip}) + "\n")
+        loaded = None if state is None else {
+            **json.loads(json.dumps({k: v for k, v in state.items() if k != "version"},
+                                    ensure_ascii=False)),
+            "version": int(state.get("version", 0))}
+        digest = export_digest("".join(lines).encode("utf-8"), loaded)
+        step.store_op(_PUT_IN, {"session_id": session_id, "digest": digest,
+                                "store": self.location},
+                      lambda: self.import_(session_id, payload, state))
+
+    def undo_step_op(self, intent: Mapping[str, Any]) -> str | None:
+        """Undo an intent of :meth:`take_out` (put the session back exactly as it was,
+        from ``compactor_taken_out``, unless the session is live again: then its
+        taken-out copy stays, and the message says so) or of :meth:`put_in` (delete the
+        session while it still has the imported digest). Idempotent: an intent whose
+        action never ran changes nothing. Returns a conflict message, or None."""
+        op, sid = intent.get("op"), str(intent.get("session_id"))
+        with self._pool.connection() as conn, conn.transaction():
+            if op == _TAKE_OUT:
+                row = conn.execute(
+                    "SELECT payload, state, version, marked, created_at, active_at FROM "
+                    "compactor_taken_out WHERE key = %s FOR UPDATE",
+                    (intent.get("key"),)).fetchone()
+                if row is None:
+                    return None
+                self._lock_row(conn, sid, [])
+                if _holds_something(conn, sid):
+                    return (f"session {sid!r} is live again in {self.location}; its earlier "
+                            f"copy stays in compactor_taken_out (key {intent.get('key')})")
+                tip, rows = _payload_rows(bytes(row[0]))
+                _insert_nodes(conn, sid, rows)
+                conn.execute("UPDATE compactor_sessions SET tip = %s, state = %s, version = %s, "
+                             "marked = %s, created_at = %s, active_at = %s WHERE session_id = %s",
+                             (tip, *row[1:], sid))
+                conn.execute("DELETE FROM compactor_taken_out WHERE key = %s",
+                             (intent.get("key"),))
+                return None
+            if op == _PUT_IN:
+                row = conn.execute("SELECT tip, state, version FROM compactor_sessions WHERE "
+                                   "session_id = %s FOR UPDATE", (sid,)).fetchone()
+                if row is None:
+                    return None
+                if export_digest(*_export(conn, sid, row)) != intent.get("digest"):
+                    return (f"session {sid!r} was written to after it was put back; left in "
+                            f"{self.location}")
+                conn.execute("DELETE FROM compactor_sessions WHERE session_id = %s", (sid,))
+                return None
+        return f"journal intent {op!r} is not a PostgreSQL store's; left as it is"
+
+    def finish_step_op(self, intent: Mapping[str, Any]) -> None:
+        """After the step committed: drop a :meth:`take_out` copy (idempotent)."""
+        if intent.get("op") == _TAKE_OUT:
+            with self._pool.connection() as conn:
+                conn.execute("DELETE FROM compactor_taken_out WHERE key = %s",
+                             (intent.get("key"),))
+
+    def taken_out(self) -> list[str]:
+        """Session ids held in ``compactor_taken_out`` (by a maintenance step not yet
+        committed or recovered), sorted."""
+        with self._pool.connection() as conn:
+            return sorted(r[0] for r in conn.execute(
+                "SELECT session_id FROM compactor_taken_out"))
+
+
+def _node_line(h: str, msg: str, pos: int, prev: str) -> str:
+    """One archive node line as the file store writes it (canonical JSON; ``msg`` is the
+    message's canonical JSON text)."""
+    enc = _ENC.encode
+    return f'{{"hash":{enc(h)},"message":{msg},"ordinal":{int(pos)},"prev":{enc(prev)}}}\n'
+
+
+_ENC = json.JSONEncoder(ensure_ascii=False)
+
+
+def _export(conn: psycopg.Connection[Any], session_id: str,
+            row: Sequence[Any] | None) -> tuple[bytes, dict[str, Any] | None]:
+    """The export of a session whose ``(tip, state, version)`` row is ``row`` (None:
+    no such session), read in ``conn``'s current transaction."""
+    if row is None:
+        return b"", None
+    out: list[str] = []
+    last = ""
+    for c, pos, h, prev, msg in conn.execute(
+            "SELECT chain, position, hash, prev, message FROM compactor_nodes "
+            "WHERE session_id = %s ORDER BY seq", (session_id,)):
+        out.append(_node_line(h, msg, pos, prev))
+        last = c
+    tip, state, version = row
+    if tip != last:
+        out.append(canonical_json({"tip": tip}) + "\n")
+    loaded = None if state is None else {**json.loads(state), "version": int(version)}
+    return "".join(out).encode("utf-8"), loaded
+
+
+def _payload_rows(payload: bytes) -> tuple[str, list[tuple[str, int, str, str, str]]]:
+    """``(tip, rows)`` of an export: its current tip and one ``(chain, position, hash,
+    prev, message text)`` per node, in archive order.
+
+    Raises:
+        ValueError: the payload does not end with a complete line, or a line is not JSON.
+    """
+    if payload and not payload.endswith(b"\n"):
+        raise ValueError("payload ends inside a line; export gives complete lines only")
+    ix = _Index({}, "", 0, 0, 0)
+    for line in payload.decode("utf-8").splitlines():
+        _index_line(ix, json.loads(line))
+    return ix.tip, [(c, int(r["ordinal"]), str(r["hash"]), str(r["prev"]),
+                     canonical_json(r["message"])) for c, r in ix.records.items()]
+
+
+def _holds_something(conn: psycopg.Connection[Any], session_id: str) -> bool:
+    """Whether the session's row has a state or nodes (call holding its row lock)."""
+    row = conn.execute(
+        "SELECT state IS NOT NULL OR EXISTS (SELECT 1 FROM compactor_nodes WHERE "
+        "session_id = %s) FROM compactor_sessions WHERE session_id = %s",
+        (session_id, session_id)).fetchone()
+    return bool(row and row[0])
+
+
+def _insert_nodes(conn: psycopg.Connection[Any], session_id: str,
+                  rows: list[tuple[str, int, str, str, str]]) -> None:
+    """Insert node rows in their order (so ``seq`` keeps the archive order)."""
+    if rows:
+        conn.execute(
+            "INSERT INTO compactor_nodes (session_id, chain, position, hash, prev, "
+            "message) SELECT %s, c, p, h, v, m FROM unnest(%s::text[], %s::int[], "
+            "%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS u(c, p, h, v, m, i) "
+            "ORDER BY i",
+            (session_id, *map(list, zip(*rows))))
 
 
 def _ident(name: str) -> str:

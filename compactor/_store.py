@@ -37,11 +37,12 @@ import os
 import re
 import tempfile
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+from typing import (Any, ContextManager, Iterator, Mapping, Protocol, Sequence,
+                    runtime_checkable)
 from urllib.parse import quote, unquote
 
 from filelock import FileLock
@@ -213,6 +214,30 @@ class SessionStoreProtocol(Protocol):
 
     def usage(self) -> tuple[int, int]:
         """``(bytes, sessions)`` the store takes on disk."""
+
+    def where(self, session_id: str) -> str:
+        """Where a session lives, for messages (a folder, a database and an id)."""
+
+    def run_lock(self, timeout_s: float) -> Any:
+        """A context manager held by one maintenance run at a time across every host
+        sharing the store (TimeoutError after ``timeout_s`` seconds)."""
+
+    def take_out(self, session_id: str, step: "StepJournal", *, expect: str) -> None:
+        """Remove a session from the live store inside ``step`` (a journaled step: undone
+        if the step rolls back or its process dies before it commits), only if its
+        :func:`export_digest` is still ``expect`` (:class:`SessionChangedError`)."""
+
+    def put_in(self, session_id: str, payload: bytes, state: Mapping[str, Any] | None,
+               step: "StepJournal") -> None:
+        """:meth:`import_` inside ``step`` (undone with the step); FileExistsError when
+        the session holds an archive or a state already."""
+
+    def undo_step_op(self, intent: Mapping[str, Any]) -> str | None:
+        """Undo one of this store's own journal intents (``step.store_op``); idempotent.
+        Returns a conflict message when it cannot."""
+
+    def finish_step_op(self, intent: Mapping[str, Any]) -> None:
+        """Finish one of this store's intents after its step committed; idempotent."""
 
 
 @dataclass
@@ -779,6 +804,54 @@ class FileSessionStore:
         folders = sum(1 for p in base.iterdir() if p.is_dir()) if base.is_dir() else 0
         return total, folders
 
+    def where(self, session_id: str) -> str:
+        """The session's folder (see :meth:`session_dir`), for messages."""
+        return str(self.session_dir(session_id))
+
+    def run_lock(self, timeout_s: float) -> ContextManager[None]:
+        """A no-op: a file store lives on one file system, where maintenance's own lock
+        file beside it (``.maintenance/maintain.lock`` under ``root``) already keeps a
+        second run out."""
+        return nullcontext()
+
+    def take_out(self, session_id: str, step: "StepJournal", *, expect: str) -> None:
+        """Move the session's folder aside through ``step`` (``step.remove``: into the
+        step's trash, renamed back if the step rolls back or dies before its commit).
+        Call under the session's lock.
+
+        Raises:
+            SessionChangedError: its :func:`export_digest` is not ``expect`` (nothing done).
+            OSError: from the rename.
+        """
+        if export_digest(*self.export(session_id)) != expect:
+            raise SessionChangedError(session_id)
+        step.remove(self.session_dir(session_id))
+        self._indexes.pop(session_id, None)
+
+    def put_in(self, session_id: str, payload: bytes, state: Mapping[str, Any] | None,
+               step: "StepJournal") -> None:
+        """Write the files of :meth:`import_files` through ``step`` (``step.write``: each
+        atomic, removed again if the step rolls back). Call under the session's lock.
+
+        Raises:
+            FileExistsError: the session holds an archive or a state already.
+            ConfigError, ValueError: see :meth:`import_files`.
+        """
+        st = self.stat(session_id)
+        if st is not None and not st.empty:
+            raise FileExistsError(f"session {session_id!r} is already in {self.root}")
+        for path, data in self.import_files(session_id, payload, state):
+            step.write(path, data)
+        self._indexes.pop(session_id, None)
+
+    def undo_step_op(self, intent: Mapping[str, Any]) -> str | None:
+        """The file store journals only file intents (``step.write``/``remove``), which
+        the journal undoes itself: any store intent is not this store's."""
+        return f"journal intent {intent.get('op')!r} is not a file store's; left as it is"
+
+    def finish_step_op(self, intent: Mapping[str, Any]) -> None:
+        """Nothing to finish (see :meth:`undo_step_op`)."""
+
 
 @dataclass(frozen=True)
 class SessionStat:
@@ -802,6 +875,42 @@ class SessionStat:
     first_seen: datetime
     marked: bool
     empty: bool
+
+
+class SessionChangedError(CompactorError):
+    """A session was written to after maintenance read it (:meth:`take_out
+    <SessionStoreProtocol.take_out>` refused to remove it: a later run will decide again)."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {session_id!r} was written to since it was read; left "
+                         "in the live store")
+        self.session_id = session_id
+
+
+def export_digest(payload: bytes, state: Mapping[str, Any] | None) -> str:
+    """``sha256:<hex>`` of an export (:meth:`SessionStoreProtocol.export`): the payload,
+    a NUL, and the state's canonical JSON (``null`` for none). Equal digests mean the same
+    archive lines and the same state, version included."""
+    h = hashlib.sha256(payload)
+    h.update(b"\0" + canonical_json(state).encode("utf-8"))
+    return "sha256:" + h.hexdigest()
+
+
+class StepJournal(Protocol):
+    """What a store is given to change itself inside a caller's journaled step
+    (``compactor.maintenance``'s step): every change is undone if the step rolls back,
+    or if its process dies before the step commits (the next run's recovery)."""
+
+    def write(self, path: Path, data: bytes) -> None:
+        """Create or replace a file atomically (the old version kept until the commit)."""
+
+    def remove(self, path: Path) -> None:
+        """Move a file or folder into the step's trash (deleted at the commit)."""
+
+    def store_op(self, op: str, fields: Mapping[str, Any], act: Any) -> None:
+        """Journal (durably) the intent ``{"op": op, **fields}``, then call ``act()``.
+        Undoing it later is the store's :meth:`~SessionStoreProtocol.undo_step_op`,
+        finishing it after the commit its :meth:`~SessionStoreProtocol.finish_step_op`."""
 # ---- end of maintenance support
 
 

@@ -46,11 +46,12 @@ def _common() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--config", help="TOML file with a [maintenance] table (default "
                    "$COMPACTOR_CONFIG; none: built-in defaults)")
-    p.add_argument("--store", help="session store root (default $COMPACTOR_HOME or "
-                   "./compactor-data)")
+    p.add_argument("--store", help="session store root, or a postgresql:// URL (default "
+                   "$COMPACTOR_HOME or ./compactor-data)")
     p.add_argument("--ledger", help="ledger path (default $COMPACTOR_LEDGER or "
                    "./compactor-ledger/ledger.jsonl)")
-    p.add_argument("--archive", help="JSON archive root (default <store>/archive)")
+    p.add_argument("--archive", help="JSON archive root (default <store>/archive; required "
+                   "with a postgresql:// store)")
     p.add_argument("--now", help="measure ages at this ISO 8601 time (default: now, UTC)")
     return p
 
@@ -112,8 +113,12 @@ def _cfg(args: argparse.Namespace) -> MaintenanceConfig:
                                                archive=args.archive)
 
 
-def _store_error(store: Path) -> ConfigError | None:
-    """Why ``store`` cannot be the session store (missing, a file), or None."""
+def _store_error(cfg: MaintenanceConfig) -> ConfigError | None:
+    """Why the config's store folder cannot be the session store (missing, a file), or
+    None (a ``postgresql://`` store is checked when it is opened)."""
+    if cfg.store_url is not None:
+        return None
+    store = Path(cfg.store)
     if not store.exists():
         return ConfigError(f"no session store at {store} (no such folder); fix: pass --store DIR "
                            "(the folder given to `compactor replay --store`), set "
@@ -127,14 +132,15 @@ def _store_error(store: Path) -> ConfigError | None:
 
 def _need_store(cfg: MaintenanceConfig) -> MaintenanceConfig:
     """``cfg`` when its store is an existing folder (commands that change a store never
-    create one where a typo pointed).
+    create one where a typo pointed), or a URL with an archive folder set.
 
     Raises:
-        ConfigError: the store is missing or a file.
+        ConfigError: the store is missing or a file; a URL store without ``--archive``.
     """
-    err = _store_error(Path(cfg.store))
+    err = _store_error(cfg)
     if err is not None:
         raise err
+    cfg.archive_root   # noqa: B018 - raises for a URL store without an archive folder
     return cfg
 
 
@@ -150,7 +156,7 @@ def _need_archive(cfg: MaintenanceConfig) -> MaintenanceConfig:
         raise ConfigError(f"archive {root} is a file, not a folder; fix: pass the archive "
                           "folder with --archive DIR", field="archive", source=str(root))
     if not root.exists():
-        err = _store_error(Path(cfg.store))
+        err = _store_error(cfg)
         if err is not None:
             raise err
     return cfg
@@ -177,7 +183,7 @@ def _health_input_problem(cfg: MaintenanceConfig) -> str | None:
                 f"ledger's file, e.g. --ledger {ledger / 'ledger.jsonl'}")
     if not ledger_exists(ledger):
         return missing_ledger_line(ledger)
-    err = _store_error(Path(cfg.store))
+    err = _store_error(cfg)
     if err is not None and Path(cfg.store).exists():
         return str(err)     # a file where the store folder should be
     return None
@@ -195,6 +201,8 @@ def _health(args: argparse.Namespace) -> int:
     if problem is None:
         try:
             rep = check_health(cfg, now=now, deep=args.deep)
+        except ConfigError as e:  # a store URL that cannot be reached or used
+            problem = str(e)
         except OSError as e:  # a path that cannot be read: bad input, like `ledger tail`
             where = e.filename if isinstance(e.filename, str) else cfg.ledger
             problem = (f"{where}: cannot be read ({e.strerror or e}); fix: run as a user who "
@@ -245,15 +253,15 @@ def _maintain(args: argparse.Namespace) -> int:
         return 0
     cfg = _need_store(_cfg(args))
     tasks = tuple(t for t in TASKS if not args.only or t in args.only)
-    m = Maintenance(cfg, now=_now(args))
-    if args.assess or args.dry_run:
-        rep = m.assess(tasks)
-        rep.mode = "assess" if args.assess else "dry-run"
-    else:
-        try:
-            rep = m.run(tasks)
-        except MaintenanceBusy as e:
-            return _fail(e)
+    with Maintenance(cfg, now=_now(args)) as m:
+        if args.assess or args.dry_run:
+            rep = m.assess(tasks)
+            rep.mode = "assess" if args.assess else "dry-run"
+        else:
+            try:
+                rep = m.run(tasks)
+            except MaintenanceBusy as e:
+                return _fail(e)
     if args.json:
         print(json.dumps(rep.to_dict(), ensure_ascii=False))
     elif args.assess:
@@ -268,7 +276,7 @@ def _maintain(args: argparse.Namespace) -> int:
 def _print_assess(m: Maintenance, rep: RunReport) -> None:
     s = rep.sizes_before
     print(f"compactor maintain --assess  now {m.now.strftime('%Y-%m-%dT%H:%M:%SZ')}")
-    print(f"store     {m.cfg.store}: {_num(s['store_bytes'])} bytes, "
+    print(f"store     {m.cfg.store_name}: {_num(s['store_bytes'])} bytes, "
           f"{s['live_sessions']} live sessions")
     print(f"archive   {m.cfg.archive_root}: {_num(s['archive_bytes'])} bytes, "
           f"{s['archive_entries']} entries")
@@ -370,7 +378,8 @@ def _archive_show(args: argparse.Namespace) -> int:
 
 def _archive_add(args: argparse.Namespace) -> int:
     try:
-        v = archive_now(Maintenance(_need_store(_cfg(args)), now=_now(args)), args.session_id)
+        with Maintenance(_need_store(_cfg(args)), now=_now(args)) as m:
+            v = archive_now(m, args.session_id)
     except (ArchiveError, MaintenanceBusy) as e:
         return _fail(e)
     print(f"archived {v.session_id} ({v.due.value}, {v.age_days:.1f} days)")
@@ -381,7 +390,8 @@ def _archive_restore(args: argparse.Namespace) -> int:
     cfg = _need_store(_cfg(args)) if args.to_store else _need_archive(_cfg(args))
     try:
         if args.to_store:
-            d = restore_to_store(Maintenance(cfg, now=_now(args)), args.session_id)
+            with Maintenance(cfg, now=_now(args)) as m:
+                d = restore_to_store(m, args.session_id)
             print(f"restored {args.session_id} into {d} (hash verified)")
             return 0
         msgs = find(cfg.archive_root, args.session_id).messages()
@@ -393,8 +403,8 @@ def _archive_restore(args: argparse.Namespace) -> int:
 
 def _archive_mark(args: argparse.Namespace) -> int:
     try:
-        where = mark(Maintenance(_need_store(_cfg(args)), now=_now(args)), args.session_id,
-                     not args.unmark)
+        with Maintenance(_need_store(_cfg(args)), now=_now(args)) as m:
+            where = mark(m, args.session_id, not args.unmark)
     except (ArchiveError, MaintenanceBusy) as e:
         return _fail(e)
     print(f"{'unmarked' if args.unmark else 'marked'} {args.session_id} important ({where})")

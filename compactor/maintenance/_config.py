@@ -133,11 +133,13 @@ class MaintenanceConfig:
     """Everything ``compactor health|maintain|schedule|archive`` needs.
 
     Attributes:
-        store: the session store root (``SessionStore``); default ``$COMPACTOR_HOME``
-            or ``./compactor-data``.
+        store: the session store: a folder (``FileSessionStore``; default
+            ``$COMPACTOR_HOME`` or ``./compactor-data``) or a ``postgresql://`` URL (a
+            ``PostgresStore``; kept as the string).
         ledger: the ledger's active segment; default ``$COMPACTOR_LEDGER`` or
             ``./compactor-ledger/ledger.jsonl``.
-        archive: the JSON archive root; default ``<store>/archive``.
+        archive: the JSON archive root; default ``<store>/archive`` (a folder store
+            only: with a URL it must be set).
         counter: ``"heuristic"`` (default: tier shares are ratios of one session's own
             tokens, where chars/3.6 is close enough and ~100x cheaper) or ``"tiktoken"``.
         ledger_rotate_mb: maintenance closes the active ledger segment when it is larger
@@ -145,7 +147,7 @@ class MaintenanceConfig:
         source: the file this came from (``None``: defaults).
     """
 
-    store: Path = Path("compactor-data")
+    store: Path | str = Path("compactor-data")
     ledger: Path = Path("compactor-ledger/ledger.jsonl")
     archive: Path | None = None
     counter: str = "heuristic"
@@ -157,16 +159,67 @@ class MaintenanceConfig:
     source: str | None = None
 
     @property
+    def store_url(self) -> str | None:
+        """The store's ``postgresql://`` URL, or None for a folder store."""
+        return self.store if isinstance(self.store, str) else None
+
+    @property
+    def store_name(self) -> str:
+        """The store for messages: its folder, or its URL without the password."""
+        if self.store_url is None:
+            return str(self.store)
+        try:
+            from compactor._pgstore import display_url
+        except ImportError:         # no postgres extra: show no credentials at all
+            scheme, _, rest = self.store_url.partition("://")
+            return f"{scheme}://{rest.rpartition('@')[2]}"
+        return display_url(self.store_url)
+
+    @property
     def archive_root(self) -> Path:
-        """Where the JSON archives live."""
-        return self.archive if self.archive is not None else self.store / "archive"
+        """Where the JSON archives live.
+
+        Raises:
+            ConfigError: a URL store and no archive folder set.
+        """
+        if self.archive is not None:
+            return self.archive
+        if isinstance(self.store, str):
+            raise ConfigError(f"store {self.store_name} is a database; its JSON archive needs "
+                              "a folder; fix: pass --archive DIR, or set archive in "
+                              "[maintenance]", field="archive")
+        return self.store / "archive"
+
+    @property
+    def state_dir(self) -> Path:
+        """Maintenance's lock, journal, trash and last run: ``<store>/.maintenance`` for
+        a folder store, ``<archive>/.maintenance`` for a URL store.
+
+        Raises:
+            ConfigError: see :attr:`archive_root`.
+        """
+        if isinstance(self.store, str):
+            return self.archive_root / STATE_DIR
+        return self.store / STATE_DIR
 
     def with_paths(self, *, store: str | None = None, ledger: str | None = None,
                    archive: str | None = None) -> MaintenanceConfig:
-        """A copy with command-line paths (relative to the current directory) applied."""
-        return replace(self, store=Path(store) if store else self.store,
+        """A copy with command-line paths (relative to the current directory) applied;
+        a ``postgresql://`` store URL is kept as it is."""
+        return replace(self, store=_store_spec(store) if store else self.store,
                        ledger=Path(ledger) if ledger else self.ledger,
                        archive=Path(archive) if archive else self.archive)
+
+
+#: Folder holding maintenance's lock, journal, trash and status (see ``state_dir``).
+STATE_DIR = ".maintenance"
+
+
+def _store_spec(spec: str) -> Path | str:
+    """A ``postgresql://`` URL as it is, anything else as a folder path."""
+    from compactor._stores import is_store_url
+
+    return spec if is_store_url(spec) else Path(spec)
 
 
 # --------------------------------------------------------------------------- validation
@@ -198,6 +251,8 @@ def _check_field(section: str, name: str, v: Any, source: str | None) -> Any:
         if not isinstance(v, str) or not v:
             raise _fail(key, f"expected a path string, got {v!r}", f'write {name} = "path"',
                         source)
+        if name == "store" and isinstance(_store_spec(v), str):
+            return v           # a postgresql:// URL
         p = Path(v).expanduser()
         return p if p.is_absolute() or not source else Path(source).parent / p
     if name == "counter":
@@ -309,7 +364,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> MaintenanceConfig
 #: The defaults as a TOML document (printed by ``compactor maintain --print-config``).
 DEFAULT_TOML = """\
 [maintenance]
-# store = "compactor-data"                   # session store root ($COMPACTOR_HOME)
+# store = "compactor-data"                   # session store root ($COMPACTOR_HOME) or a postgresql:// URL
 # ledger = "compactor-ledger/ledger.jsonl"   # ledger active segment ($COMPACTOR_LEDGER)
 # archive = "compactor-data/archive"         # JSON archives (default <store>/archive)
 counter = "heuristic"

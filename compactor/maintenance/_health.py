@@ -42,7 +42,7 @@ from compactor.maintenance._archive import (
     read_entry,
 )
 from compactor.maintenance._config import MaintenanceConfig
-from compactor.maintenance._scan import DAY_S, STATE_DIR, age_days, sizes
+from compactor.maintenance._scan import DAY_S, age_days, close_store, open_store, sizes
 
 EXIT = {"ok": 0, "warning": 1, "critical": 2}
 
@@ -109,18 +109,26 @@ def _ledger_facts(ledger: Path, now: datetime, window_days: float) -> dict[str, 
 
 
 def check_health(cfg: MaintenanceConfig, *, now: datetime, deep: bool = False) -> HealthReport:
-    """Measure and judge (see the module docstring). Writes nothing.
+    """Measure and judge (see the module docstring). Writes nothing (a ``postgresql://``
+    store is read through its protocol, its schema only checked).
 
     Args:
         cfg: paths and ``[maintenance.health]`` thresholds.
         now: the time ages are measured at (aware datetime).
         deep: also verify every archive payload's SHA-256 (reads every payload).
+
+    Raises:
+        ConfigError: a URL store that cannot be reached or whose schema is behind.
     """
     now = as_utc(now)
     h = cfg.health
     rep = HealthReport(now=iso(now))
     ledger = Path(os.path.abspath(cfg.ledger))
-    sz = sizes(cfg)
+    store = open_store(cfg)
+    try:
+        sz = sizes(cfg, store)
+    finally:
+        close_store(store)
     facts = _ledger_facts(ledger, now, h.ratio_window_days)
     last_maint = facts.pop("last_maintenance")
     growth = None
@@ -130,7 +138,7 @@ def check_health(cfg: MaintenanceConfig, *, now: datetime, deep: bool = False) -
         if days > 0:
             growth = {k: round((sz[k] - prev.get(k, 0)) / days) for k in
                       ("ledger_bytes", "store_bytes", "archive_bytes")}
-    rep.metrics = {**sz, "ledger_path": str(ledger), "store_path": str(cfg.store),
+    rep.metrics = {**sz, "ledger_path": str(ledger), "store_path": cfg.store_name,
                    "archive_path": str(cfg.archive_root), **facts,
                    "ratio_window_days": h.ratio_window_days,
                    "growth_bytes_per_day": growth,
@@ -196,7 +204,7 @@ def check_health(cfg: MaintenanceConfig, *, now: datetime, deep: bool = False) -
 
 
 def _interrupted(cfg: MaintenanceConfig) -> dict[str, Any]:
-    state = cfg.store / STATE_DIR
+    state = cfg.state_dir
     journal = state / "journal.jsonl"
     if not journal.exists():
         return {"name": "interrupted_maintenance", "ok": True, "detail": "no journal"}

@@ -16,12 +16,14 @@ Every store/archive change is a journaled step (:mod:`compactor.maintenance._txn
 form is kept (hard-link backup or trash) until the step commits; an error rolls the step
 back; a SIGKILL leaves the journal, and the next run rolls the interrupted step back
 before it starts. Ledger tasks rely on the ledger's own crash-safe protocol (docs/ledger.md).
-A run holds ``<store>/.maintenance/maintain.lock`` (``filelock``) so two never overlap, and
-takes a live session's store lock (``FileSessionStore.lock_within``) for every read and
-write of it; it sees live sessions only through the store's API (``sessions``, ``stat``,
-``export``, ``import_files``, ``mark``, ``session_dir``), never their layout. It ends by
-writing ``<store>/.maintenance/last_run.json`` and a ``maintenance`` ledger record
-with the sizes before and after.
+A run holds ``<state>/maintain.lock`` (``filelock``; ``<state>`` is ``<store>/.maintenance``,
+or ``<archive>/.maintenance`` for a ``postgresql://`` store) and the store's ``run_lock``
+(an advisory lock in PostgreSQL, so runs on several hosts never overlap), and takes a
+live session's store lock (``lock_within``) for every read and write of it. It sees live
+sessions only through the store protocol (``sessions``, ``stat``, ``export``, ``mark``,
+``take_out``, ``put_in``, ``where``, ``usage``), never their layout, so a folder store and
+a PostgreSQL store are maintained alike. It ends by writing ``<state>/last_run.json`` and
+a ``maintenance`` ledger record with the sizes before and after.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from typing import Any, Callable, ContextManager, Iterator
 from filelock import FileLock, Timeout
 
 from compactor._errors import CompactorError
-from compactor._store import FileSessionStore
+from compactor._store import SessionChangedError, SessionStoreProtocol, export_digest
 from compactor.ledger import Ledger, verify
 from compactor.ledger._compress import finish_compression
 from compactor.ledger._segments import closed_name, list_segments, lock_path, next_segment, stem_of
@@ -62,8 +64,8 @@ from compactor.maintenance._config import MaintenanceConfig
 from compactor.maintenance._profile import Tier, tier_form
 from compactor.maintenance._scan import (
     DAY_S,
-    STATE_DIR,
     SessionView,
+    close_store,
     counter_for,
     live_sessions,
     open_store,
@@ -86,10 +88,13 @@ VACUUM_MIN_AGE_S = DAY_S
 #: How long maintenance waits for a live session's store lock, s: a run then leaves the
 #: session for a later run; ``archive add`` / ``restore --to-store`` refuse it.
 SESSION_LOCK_TIMEOUT_S = 5.0
+#: :func:`export_digest` of a session that holds nothing (vacuum removes only such).
+EMPTY_DIGEST = export_digest(b"", None)
 
 
 class MaintenanceBusy(CompactorError):
-    """Another maintenance run holds the lock (``<store>/.maintenance/maintain.lock``)."""
+    """Another maintenance run holds the lock (``<state>/maintain.lock``, or the store's
+    run lock)."""
 
 
 @dataclass
@@ -205,17 +210,33 @@ class Maintenance:
         self.faults = faults or Faults()
         self.counter = counter_for(cfg)
         self.ledger = Path(os.path.abspath(cfg.ledger))
-        self.state_dir = cfg.store / STATE_DIR
+        self.state_dir = cfg.state_dir
         self.journal_path = self.state_dir / "journal.jsonl"
         self.run_id = self.now.strftime("%Y%m%dT%H%M%SZ") + f"-{os.getpid()}"
-        self._store: FileSessionStore | None = None
+        self._store: SessionStoreProtocol | None = None
 
-    def store(self, *, create: bool = False) -> FileSessionStore | None:
+    def store(self, *, create: bool = False) -> SessionStoreProtocol | None:
         """The live session store, one instance per run (its in-process session locks are
-        shared by every step); None when there is none and ``create`` is false."""
+        shared by every step); None when there is none and ``create`` is false (a
+        ``postgresql://`` store is always opened; ``create`` migrates its schema).
+
+        Raises:
+            ConfigError: a URL store that cannot be reached or has an unusable schema.
+        """
         if self._store is None:
             self._store = open_store(self.cfg, create=create)
         return self._store
+
+    def close(self) -> None:
+        """Release the store (a ``PostgresStore``'s connections); a later call reopens it."""
+        store, self._store = self._store, None
+        close_store(store)
+
+    def __enter__(self) -> "Maintenance":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def views(self) -> list[SessionView]:
         """Every session, live ones read under their store lock (see ``_scan.views``)."""
@@ -324,16 +345,19 @@ class Maintenance:
                                    f"{v.age_days:.1f} days, {tier.value}: {reason}"))
         return acts
 
-    def _vacuum_targets(self) -> list[tuple[Path, str, str | None]]:
-        """``(path, why, session id or None)`` of everything vacuum removes."""
-        out: list[tuple[Path, str, str | None]] = []
+    def _vacuum_targets(self) -> list[tuple[Path | str, str, str | None]]:
+        """``(path, why, None)`` of every file or folder vacuum removes, and ``(where,
+        why, session id)`` of every empty live session."""
+        out: list[tuple[Path | str, str, str | None]] = []
         now_s = self.now.timestamp()
         store = self.store()
         for s in live_sessions(store):
             if s.empty and now_s - s.last_active.timestamp() > VACUUM_MIN_AGE_S:
                 assert store is not None
-                out.append((store.session_dir(s.session_id),
-                            "session folder with no archive and no state", s.session_id))
+                out.append((store.where(s.session_id),
+                            "session folder with no archive and no state"
+                            if self.cfg.store_url is None else
+                            "session with no archive and no state", s.session_id))
         root = self.cfg.archive_root
         if root.is_dir():
             for month in sorted(root.glob("[0-9]*/[0-9]*")):
@@ -361,7 +385,7 @@ class Maintenance:
         """A read-only report: sizes now, sessions per tier as due, and the plan."""
         t0 = time.perf_counter()
         rep = RunReport(self.run_id, "assess", list(tasks), status="planned")
-        rep.sizes_before = sizes(self.cfg)
+        rep.sizes_before = sizes(self.cfg, self.store())
         vs = self.views()
         rep.actions = self.plan(tasks, vs)
         rep.tiers = self.tier_counts(vs, due=True)
@@ -370,8 +394,10 @@ class Maintenance:
 
     @contextmanager
     def _locked(self, timeout_s: float) -> Iterator[dict[str, Any] | None]:
-        """Hold the maintenance lock; first recover what an interrupted run left. Yields
-        the recovery report (``None`` when there was nothing to recover)."""
+        """Hold the maintenance lock (the state folder's file lock, then the store's run
+        lock); first recover what an interrupted run left. Yields the recovery report
+        (``None`` when there was nothing to recover)."""
+        store = self.store(create=self.cfg.store_url is not None)
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         lock = FileLock(str(self.state_dir / "maintain.lock"), mode=0o600)
         try:
@@ -380,7 +406,17 @@ class Maintenance:
             raise MaintenanceBusy(f"another maintenance run holds {lock.lock_file}; fix: wait "
                                   "for it to finish (or check `compactor health`)") from None
         try:
-            yield recover(self.journal_path).to_dict() if self.journal_path.exists() else None
+            with ExitStack() as stack:
+                if store is not None:
+                    try:
+                        stack.enter_context(store.run_lock(timeout_s))
+                    except TimeoutError:
+                        raise MaintenanceBusy(
+                            f"another maintenance run holds the run lock of "
+                            f"{self.cfg.store_name}; fix: wait for it to finish (or check "
+                            "`compactor health`)") from None
+                yield (recover(self.journal_path, store).to_dict()
+                       if self.journal_path.exists() else None)
         finally:
             lock.release()
 
@@ -395,8 +431,9 @@ class Maintenance:
         rep = RunReport(self.run_id, "run", list(tasks))
         with self._locked(0) as recovered:
             rep.recovered = recovered
-            rep.sizes_before = sizes(self.cfg)
-            journal = Journal(self.journal_path, self.run_id, self._trash_for, self.faults)
+            rep.sizes_before = sizes(self.cfg, self.store())
+            journal = Journal(self.journal_path, self.run_id, self._trash_for, self.faults,
+                              self.store())
             clean = True
             try:
                 for task in TASKS:
@@ -416,7 +453,7 @@ class Maintenance:
                     rep.notes.append(f"journal kept: {e}")
             if rep.status == "ok" and rep.skipped:
                 rep.status = "warning"
-            rep.sizes_after = sizes(self.cfg)
+            rep.sizes_after = sizes(self.cfg, self.store())
             rep.tiers = self.tier_counts(self.views(), due=False)
             rep.duration_s = time.perf_counter() - t0
             self._record(rep)
@@ -434,7 +471,8 @@ class Maintenance:
             OSError, CompactorError: from ``body``; the step was rolled back.
         """
         with self._locked(timeout_s), (inside() if inside is not None else nullcontext()):
-            journal = Journal(self.journal_path, self.run_id, self._trash_for, self.faults)
+            journal = Journal(self.journal_path, self.run_id, self._trash_for, self.faults,
+                              self.store())
             clean = True
             try:
                 self._step(journal, name, body)
@@ -464,7 +502,7 @@ class Maintenance:
             if not step.closed:
                 try:
                     step.rollback()
-                except OSError:
+                except Exception:  # noqa: BLE001 - a file or store error: the journal stays
                     e.rollback_failed = True  # type: ignore[attr-defined]
             e.maintenance_step = name  # type: ignore[attr-defined]
             raise
@@ -563,6 +601,9 @@ class Maintenance:
                     return True
                 return self._step_or_skip(journal, rep, v.session_id, f"archive {v.session_id}",
                                           lambda step: self._archive_step(step, v, loaded))
+        except SessionChangedError:     # written to between the check and the removal
+            action.detail += " (skipped: written to since the plan)"
+            return True
         except _Busy:
             action.detail += " (skipped: being written to)"
             return True
@@ -614,7 +655,7 @@ class Maintenance:
         if sha256(unpack(payload_path.read_bytes())) != loaded.sha:
             raise ArchiveError(f"payload {payload_path} read back with a different hash; the "
                                "session stays in the live store", path=str(payload_path))
-        step.remove(store.session_dir(v.session_id))
+        store.take_out(v.session_id, step, expect=loaded.digest)
 
     def _retier(self, step: Any, v: SessionView) -> None:
         e = v.entry
@@ -648,26 +689,29 @@ class Maintenance:
         for path, why, session_id in self._vacuum_targets():
             if session_id is not None:
                 assert store is not None
-                if not self._vacuum_session(journal, store, session_id, path):
+                if not self._vacuum_session(journal, store, session_id):
                     continue
+            elif not isinstance(path, Path):
+                continue
             elif path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 self._step(journal, f"vacuum {path.name}", lambda step, p=path: step.remove(p))
             rep.actions.append(Action("vacuum", "vacuum", str(path), why))
 
-    def _vacuum_session(self, journal: Journal, store: FileSessionStore, session_id: str,
-                        path: Path) -> bool:
-        """Remove an empty live session's folder under its store lock, if it is still
-        empty there. Returns whether it was removed."""
+    def _vacuum_session(self, journal: Journal, store: SessionStoreProtocol,
+                        session_id: str) -> bool:
+        """Take an empty live session out of the store under its store lock, if it is
+        still empty there. Returns whether it was removed."""
         try:
             with _session_lock(store, session_id, _Busy()):
                 st = store.stat(session_id)
                 if st is None or not st.empty:
                     return False
-                self._step(journal, f"vacuum {session_id}", lambda step: step.remove(path))
+                self._step(journal, f"vacuum {session_id}", lambda step: store.take_out(
+                    session_id, step, expect=EMPTY_DIGEST))
                 return True
-        except _Busy:
+        except (_Busy, SessionChangedError):
             return False
 
 
@@ -700,7 +744,10 @@ def archive_now(m: Maintenance, session_id: str) -> SessionView:
     def body(step: Step) -> None:
         if not _unchanged(store, v):
             raise busy
-        m._archive_step(step, v, loaded)
+        try:
+            m._archive_step(step, v, loaded)
+        except SessionChangedError:
+            raise busy from None
     m.one_step(f"archive {session_id}", body,
                inside=lambda: _session_lock(store, session_id, busy))
     return v
@@ -711,7 +758,7 @@ class _Busy(Exception):
 
 
 @contextmanager
-def _session_lock(store: FileSessionStore, session_id: str,
+def _session_lock(store: SessionStoreProtocol, session_id: str,
                   busy: Exception) -> Iterator[None]:
     """Hold a live session's store lock; raise ``busy`` when a writer keeps it longer
     than ``SESSION_LOCK_TIMEOUT_S`` (only taking the lock raises it)."""
@@ -723,7 +770,7 @@ def _session_lock(store: FileSessionStore, session_id: str,
         yield
 
 
-def _unchanged(store: FileSessionStore, v: SessionView) -> bool:
+def _unchanged(store: SessionStoreProtocol, v: SessionView) -> bool:
     """Whether a live session is as it was when ``v`` was read (call under its lock):
     still there, no newer activity, the same archive bytes."""
     assert v.live is not None and v.loaded is not None
@@ -733,11 +780,11 @@ def _unchanged(store: FileSessionStore, v: SessionView) -> bool:
     return sha256(store.export(v.session_id)[0]) == v.loaded.sha
 
 
-def restore_to_store(m: Maintenance, session_id: str) -> Path:
+def restore_to_store(m: Maintenance, session_id: str) -> str:
     """Put an archived session back into the live store (hash-verified): its archive lines
-    and its state, written as the store's ``import_files`` names them, in one journaled
-    step under the session's store lock. The archive entry stays. Returns the session's
-    folder.
+    and its state, through the store's ``put_in``, in one journaled step under the
+    session's store lock. The archive entry stays. Returns where it went
+    (``store.where``: its folder, or the database and id).
 
     Raises:
         ArchiveError: no entry, a damaged payload, or the session is already live.
@@ -746,27 +793,26 @@ def restore_to_store(m: Maintenance, session_id: str) -> Path:
     payload = e.payload(check=True)
     store = m.store(create=True)
     assert store is not None
-    d = store.session_dir(session_id)
+    d = store.where(session_id)
     state = e.data.get("state")
     busy = ArchiveError(f"session {session_id!r} is being written to in the live store ({d}); "
                         "fix: use `compactor sessions restore` for it")
 
     def body(step: Step) -> None:
-        # checked under the maintenance lock and the session's store lock, so a writer
-        # cannot create the session between this check and the writes below
-        st = store.stat(session_id)
-        if st is not None and not st.empty:
+        # checked (by put_in) under the maintenance lock and the session's store lock, so
+        # a writer using that lock cannot create the session between the check and the writes
+        try:
+            store.put_in(session_id, payload, state, step)
+        except FileExistsError:
             raise ArchiveError(f"session {session_id!r} is already in the live store ({d}); "
-                               "fix: use `compactor sessions restore` for it")
-        for path, data in store.import_files(session_id, payload, state):
-            step.write(path, data)
+                               "fix: use `compactor sessions restore` for it") from None
     m.one_step(f"restore {session_id}", body,
                inside=lambda: _session_lock(store, session_id, busy))
     return d
 
 
 def mark(m: Maintenance, session_id: str, marked: bool = True) -> str:
-    """Mark (or unmark) a session important: in the live store (``FileSessionStore.mark``),
+    """Mark (or unmark) a session important: in the live store (the store's ``mark``),
     or ``importance.marked`` in its archive entry. Returns where the mark went.
 
     Raises:
@@ -781,7 +827,7 @@ def mark(m: Maintenance, session_id: str, marked: bool = True) -> str:
         if v.live.marked != marked:
             m.one_step(f"{'mark' if marked else 'unmark'} {session_id}",
                        lambda step: store.mark(session_id, marked))
-        return str(store.session_dir(session_id))
+        return store.where(session_id)
     e = v.entry
     assert e is not None
     data = dict(e.data)

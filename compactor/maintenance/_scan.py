@@ -2,9 +2,11 @@
 how big, and which tier each session is due for. Nothing here writes a byte, so
 ``maintain --assess``, ``maintain --dry-run`` and ``health`` are built on it alone.
 
-Live sessions are seen only through the store's API (``FileSessionStore.sessions``,
-``stat``, ``export`` -- read under the session's store lock, ``lock_within``); nothing
-here knows where or how the store keeps them.
+Live sessions are seen only through the store protocol
+(:class:`compactor._store.SessionStoreProtocol`: ``sessions``, ``stat``, ``export`` --
+read under the session's store lock, ``lock_within`` -- and ``usage``), so a folder store
+and a ``postgresql://`` store are handled alike; nothing here knows where or how the
+store keeps them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from compactor._store import FileSessionStore, SessionStat
+from compactor._store import (
+    FileSessionStore,
+    SessionStat,
+    SessionStoreProtocol,
+    export_digest,
+)
 from compactor._tokens import HeuristicCounter, TiktokenCounter, TokenCounter
 from compactor.maintenance._archive import (
     Entry,
@@ -24,11 +31,9 @@ from compactor.maintenance._archive import (
     messages_from_payload,
     sha256,
 )
-from compactor.maintenance._config import MaintenanceConfig
+from compactor.maintenance._config import STATE_DIR, MaintenanceConfig
 from compactor.maintenance._profile import Importance, Profile, Tier, due_tier, importance, profile
 
-#: Folder (under the store root) holding the maintenance lock, journal, trash and status.
-STATE_DIR = ".maintenance"
 DAY_S = 86_400.0
 
 #: A live session as the store describes it (size, activity, mark, emptiness).
@@ -62,13 +67,33 @@ def tree_bytes(root: Path, *, skip: tuple[Path, ...] = ()) -> tuple[int, int]:
     return total, files
 
 
-def open_store(cfg: MaintenanceConfig, *, create: bool = False) -> FileSessionStore | None:
-    """The live session store of the config (None when there is none and ``create`` is
-    false: read-only views create nothing)."""
+def open_store(cfg: MaintenanceConfig, *, create: bool = False) -> SessionStoreProtocol | None:
+    """The live session store of the config: a ``PostgresStore`` for a ``postgresql://``
+    URL (its schema migrated when ``create``, else only checked), else the folder's
+    ``FileSessionStore`` (None when there is none and ``create`` is false: read-only
+    views create nothing). Close a ``PostgresStore`` with :func:`close_store`.
+
+    Raises:
+        ConfigError: the server cannot be reached, or its schema is behind (read-only)
+            or newer than this compactor.
+        MissingExtraError: a URL without the ``postgres`` extra installed.
+    """
+    if cfg.store_url is not None:
+        from compactor._stores import open_store as open_url
+
+        return open_url(cfg.store_url, migrate=create)
+    assert isinstance(cfg.store, Path)
     return FileSessionStore(cfg.store) if create else FileSessionStore.open_existing(cfg.store)
 
 
-def live_sessions(store: FileSessionStore | None) -> list[LiveSession]:
+def close_store(store: SessionStoreProtocol | None) -> None:
+    """Release what a store holds open (a ``PostgresStore``'s connections)."""
+    close = getattr(store, "close", None)
+    if callable(close):
+        close()
+
+
+def live_sessions(store: SessionStoreProtocol | None) -> list[LiveSession]:
     """Every session of the live store, sorted by id ([] without a store)."""
     if store is None:
         return []
@@ -82,6 +107,7 @@ class Loaded:
     payload: bytes
     sha: str
     state: Any
+    digest: str
     messages: list[dict[str, Any]]
     profile: Profile
 
@@ -115,7 +141,7 @@ class SessionView:
     busy: bool = False
 
 
-def load_live(store: FileSessionStore, session_id: str, counter: TokenCounter) -> Loaded:
+def load_live(store: SessionStoreProtocol, session_id: str, counter: TokenCounter) -> Loaded:
     """Read (call under the session's store lock) and profile a live session.
 
     Raises:
@@ -123,7 +149,8 @@ def load_live(store: FileSessionStore, session_id: str, counter: TokenCounter) -
     """
     payload, state = store.export(session_id)
     msgs = messages_from_payload(payload)
-    return Loaded(payload, sha256(payload), state, msgs, profile(msgs, counter))
+    return Loaded(payload, sha256(payload), state, export_digest(payload, state), msgs,
+                  profile(msgs, counter))
 
 
 def entry_importance(e: Entry, cfg: MaintenanceConfig) -> Importance:
@@ -137,14 +164,15 @@ def entry_importance(e: Entry, cfg: MaintenanceConfig) -> Importance:
 
 
 def views(cfg: MaintenanceConfig, now: datetime, counter: TokenCounter,
-          store: FileSessionStore | None = None, *,
+          store: SessionStoreProtocol | None = None, *,
           lock_timeout_s: float = 5.0) -> list[SessionView]:
     """Every session in the live store or the archive, sorted by id. Each live session is
     read under its store lock (``store``: the store to use, default :func:`open_store`);
     one a writer holds longer than ``lock_timeout_s`` seconds is ``busy``."""
     arch = entries(cfg.archive_root)
     out: dict[str, SessionView] = {}
-    store = store if store is not None else open_store(cfg)
+    if store is None and cfg.store_url is None:
+        store = open_store(cfg)
     for s in live_sessions(store):
         if s.empty:
             continue
@@ -189,10 +217,12 @@ def retention_reason(v: SessionView, tier: Tier, cfg: MaintenanceConfig) -> str 
     return None
 
 
-def sizes(cfg: MaintenanceConfig) -> dict[str, int]:
-    """Bytes and counts on disk now: ``ledger_bytes`` (every segment), ``store_bytes``
-    (session folders), ``archive_bytes`` (entries and payloads), ``sessions_bytes``
-    (store + archive), ``ledger_segments``, ``archive_entries``, ``live_sessions``."""
+def sizes(cfg: MaintenanceConfig, store: SessionStoreProtocol | None = None) -> dict[str, int]:
+    """Bytes and counts now: ``ledger_bytes`` (every segment), ``store_bytes`` (the
+    store's :meth:`usage`: session folders, or the tables in the database),
+    ``archive_bytes`` (entries and payloads), ``sessions_bytes`` (store + archive),
+    ``ledger_segments``, ``archive_entries``, ``live_sessions``. ``store``: the store to
+    measure (default: the folder store of ``cfg``, if any; a URL store must be given)."""
     from compactor.ledger._segments import list_segments
 
     ledger = Path(os.path.abspath(cfg.ledger))
@@ -201,9 +231,11 @@ def sizes(cfg: MaintenanceConfig) -> dict[str, int]:
     ledger_bytes = sum(p.stat().st_size for p in seg_files if p.exists())
     if ledger.exists():
         ledger_bytes += ledger.stat().st_size
-    store = open_store(cfg)
+    if store is None and cfg.store_url is None:
+        store = open_store(cfg)
     store_b, n_live = store.usage() if store is not None else (0, 0)
-    arch_b, _ = tree_bytes(cfg.archive_root, skip=(cfg.archive_root / ".trash",))
+    arch_b, _ = tree_bytes(cfg.archive_root, skip=(cfg.archive_root / ".trash",
+                                                    cfg.archive_root / STATE_DIR))
     n_entries = sum(1 for _ in cfg.archive_root.glob("[0-9]*/[0-9]*/*.json")) \
         if cfg.archive_root.is_dir() else 0
     return {"ledger_bytes": ledger_bytes, "store_bytes": store_b, "archive_bytes": arch_b,

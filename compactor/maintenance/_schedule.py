@@ -27,16 +27,22 @@ def _paths(cfg: MaintenanceConfig, config_file: str | None) -> str:
     parts = []
     if config_file:
         parts += ["--config", str(Path(config_file).absolute())]
-    parts += ["--store", str(cfg.store.absolute()), "--ledger", str(cfg.ledger.absolute())]
+    store = cfg.store_url if cfg.store_url is not None else str(Path(cfg.store).absolute())
+    parts += ["--store", store, "--ledger", str(cfg.ledger.absolute())]
     if cfg.archive is not None:
         parts += ["--archive", str(cfg.archive.absolute())]
     return " ".join(shlex.quote(p) for p in parts)
 
 
 def cron(cfg: MaintenanceConfig, config_file: str | None = None) -> str:
-    """crontab lines (install with ``crontab -e``; logs go to ``<store>/.maintenance``)."""
+    """crontab lines (install with ``crontab -e``; logs go to maintenance's state folder,
+    ``<store>/.maintenance``, or ``<archive>/.maintenance`` for a ``postgresql://`` store).
+
+    Raises:
+        ConfigError: a URL store without an archive folder.
+    """
     exe, paths = command_prefix(), _paths(cfg, config_file)
-    logs = shlex.quote(str((cfg.store / ".maintenance").absolute()))
+    logs = shlex.quote(str(cfg.state_dir.absolute()))
     stamp = "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     maintain = (f"mkdir -p {logs} && {exe} maintain --run {paths} >> {logs}/maintain.log "
                 f"2>&1; rc=$?; echo \"{stamp} maintain exit=$rc\" >> {logs}/maintain.log")

@@ -42,7 +42,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 
 def _no_hook(point: str) -> None:
@@ -134,9 +134,19 @@ def _remove_tree(p: Path) -> None:
             pass
 
 
-def _undo(intent: dict[str, Any]) -> str | None:
+#: The intents this module undoes and finishes itself; any other op is a session store's
+#: own (``Step.store_op``), undone and finished by that store.
+FILE_OPS = ("create", "replace", "remove")
+
+
+def _undo(intent: dict[str, Any], store: Any = None) -> str | None:
     """Undo one intent (idempotent). Returns a conflict message when it cannot."""
-    op, path = intent["op"], Path(intent["path"])
+    op = intent["op"]
+    if op not in FILE_OPS:
+        if store is None:
+            return f"store intent {op!r} of {intent.get('session_id')!r} needs its store"
+        return store.undo_step_op(intent)
+    path = Path(intent["path"])
     if op == "create":
         for p in (Path(intent["tmp"]), path):
             try:
@@ -161,9 +171,13 @@ def _undo(intent: dict[str, Any]) -> str | None:
     return None
 
 
-def _finish(intent: dict[str, Any]) -> None:
-    """Delete what a committed intent left behind (its backup or trash)."""
-    if intent["op"] == "replace":
+def _finish(intent: dict[str, Any], store: Any = None) -> None:
+    """Delete what a committed intent left behind (its backup or trash; a store intent:
+    what its store kept aside)."""
+    if intent["op"] not in FILE_OPS:
+        if store is not None:
+            store.finish_step_op(intent)
+    elif intent["op"] == "replace":
         _remove_tree(Path(intent["backup"]))
     elif intent["op"] == "remove":
         _remove_tree(Path(intent["trash"]))
@@ -205,12 +219,15 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def recover(path: Path) -> RecoveryReport:
+def recover(path: Path, store: Any = None) -> RecoveryReport:
     """Roll back the uncommitted steps and finish the committed ones of the journal at
-    ``path``, then delete it. Call with the maintenance lock held.
+    ``path``, then delete it. Call with the maintenance lock held. ``store``: the session
+    store whose own intents (``Step.store_op``) the journal may hold; without it such an
+    intent is reported as a conflict.
 
     Raises:
         OSError: from the file system (the journal is kept; the next run retries).
+        Exception: from the store (the journal is kept; the next run retries).
     """
     lines = read_journal(path)
     report = RecoveryReport()
@@ -234,11 +251,11 @@ def recover(path: Path) -> RecoveryReport:
             continue
         if st["commit"]:
             for it in st["intents"]:
-                _finish(it)
+                _finish(it, store)
             report.rolled_forward.append(st["name"])
         else:
             for it in reversed(st["intents"]):
-                msg = _undo(it)
+                msg = _undo(it, store)
                 if msg:
                     report.conflicts.append(msg)
             report.rolled_back.append(st["name"])
@@ -259,11 +276,14 @@ class Journal:
         trash_for: maps a path about to be removed or backed up to the place it goes
             (same file system), given the step number.
         faults: fault-injection hooks.
+        store: the session store that undoes and finishes its own intents
+            (:meth:`Step.store_op`).
     """
 
     def __init__(self, path: Path, run_id: str, trash_for: Callable[[Path, int], Path],
-                 faults: Faults) -> None:
+                 faults: Faults, store: Any = None) -> None:
         self.path = path
+        self.store = store
         self.run_id = run_id
         self.trash_for = trash_for
         self.faults = faults
@@ -338,18 +358,27 @@ class Step:
         fsync_dir(path.parent)
         self.j.faults.hit("action")
 
+    def store_op(self, op: str, fields: Mapping[str, Any], act: Callable[[], None]) -> None:
+        """Journal the session store's own intent ``{"op": op, **fields}`` (fsynced), then
+        run ``act()``; the store undoes it (rollback, recovery) and finishes it (commit)."""
+        if op in FILE_OPS:
+            raise ValueError(f"{op!r} is a file intent; a store names its own")
+        self._intent({"op": op, **fields})
+        act()
+        self.j.faults.hit("action")
+
     def commit(self) -> None:
         """Make the step final, then delete its backups and trash."""
         self.j.append({"step": self.id, "kind": "commit"})
         self.j.faults.hit("commit")
         for it in self.intents:
-            _finish(it)
+            _finish(it, self.j.store)
         self.j.append({"step": self.id, "kind": "done"}, sync=False)
         self.closed = True
 
     def rollback(self) -> list[str]:
         """Undo every intent of this step, newest first. Returns conflicts (if any)."""
-        conflicts = [m for m in (_undo(it) for it in reversed(self.intents)) if m]
+        conflicts = [m for m in (_undo(it, self.j.store) for it in reversed(self.intents)) if m]
         self.j.append({"step": self.id, "kind": "done", "rolled_back": True})
         self.closed = True
         return conflicts
