@@ -35,7 +35,6 @@ See ``docs/adapters/openai-agents.md``. Needs the ``openai-agents`` package (``p
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -52,24 +51,6 @@ from agents.lifecycle import RunHooks  # noqa: E402
 from agents.run_config import CallModelData, ModelInputData  # noqa: E402
 
 FMT = Format.RESPONSES
-
-#: Keys the ``Runner`` drops from stored items before it uses them as input (the SDK's
-#: ``strip_internal_input_item_metadata``); ignored when input items are matched to the
-#: history ``get_items`` returned.
-_RUNNER_DROPS = ("_agents_tool_description", "_agents_tool_title", "created_by")
-
-
-def _same_item(a: Any, b: Any) -> bool:
-    """Whether input item ``a`` is item ``b`` as the ``Runner`` passes it on (equal but for
-    the keys it drops, and a reasoning item's ``id`` under the ``"omit"`` id policy)."""
-    if a == b:
-        return True
-    if not (isinstance(a, Mapping) and isinstance(b, Mapping)):
-        return False
-    drop = _RUNNER_DROPS + (("id",) if b.get("type") == "reasoning" else ())
-    return ({k: v for k, v in a.items() if k not in drop}
-            == {k: v for k, v in b.items() if k not in drop})
-
 
 def tool_schemas(tools: Sequence[Any]) -> list[dict[str, Any]]:
     """Agents SDK tools as the Responses API tool schemas the model receives, for counting:
@@ -138,8 +119,8 @@ class CompactingSession:
       the archive: ``store.restore`` then returns the current items).
     * :meth:`call_model_input_filter` (for ``RunConfig(call_model_input_filter=...)``)
       compacts each model call of a run: the run's input is the view ``get_items``
-      returned plus the run's new items, so the compactor is handed the full raw history
-      (the underlying items plus the new ones) and returns what to send.
+      returned plus the run's new items; the compactor continues the session from our
+      summary and returns what to send.
 
     The compactor session is ``session_id`` (default: the underlying session's id); with a
     store, every item is archived before it can leave the context, and each compaction is
@@ -215,10 +196,6 @@ class CompactingSession:
         self.calibrator = calibrator or Calibrator()
         self.last_result: Any = None
         self._seen_model: str | None = None
-        # what the last get_items read and returned: the run's input starts with the view
-        self._raw: list[Any] | None = None
-        self._view: list[Any] | None = None
-        self._lock = asyncio.Lock()
         self._estimate: int | None = None
         self.hooks: RunHooks[Any] = _CalibratingHooks(self)
 
@@ -249,21 +226,18 @@ class CompactingSession:
             ContextOverflowError, ConfigError: from the compactor.
         """
         raw = list(await self.underlying.get_items())
-        async with self._lock:
-            if not raw:
-                self._raw, self._view = [], []
-                return []
-            model = self.model or self._seen_model or _stored_model(raw)
-            r = await self._compact(raw, model, self.instructions, self.tools)
-            view = copy.deepcopy(strip_metadata(r.to_send()))
-            self._raw, self._view = raw, view
+        if not raw:
+            return []
+        model = self.model or self._seen_model or _stored_model(raw)
+        r = await self._compact(raw, model, self.instructions, self.tools)
+        view = copy.deepcopy(strip_metadata(r.to_send()))
         if limit is None:
-            return copy.deepcopy(view)
+            return view
         if limit <= 0:
             return []
         start = next((u.start for u in group_units(view, FMT) if len(view) - u.start <= limit),
                      len(view))
-        return copy.deepcopy(view[start:])
+        return view[start:]
 
     async def add_items(self, items: list[Any]) -> None:
         """Append ``items`` to the underlying session, as they are (no compaction here:
@@ -273,27 +247,23 @@ class CompactingSession:
     async def pop_item(self) -> Any:
         """Remove and return the underlying session's most recent item (None when empty).
         The compactor's archive keeps it."""
-        async with self._lock:
-            item = await self.underlying.pop_item()
-            self._raw = self._view = None
-        return item
+        return await self.underlying.pop_item()
 
     async def clear_session(self) -> None:
         """Clear the underlying session. The compactor's archive keeps every item; the next
         history written starts a new branch of it (``store.restore`` returns that one)."""
-        async with self._lock:
-            await self.underlying.clear_session()
-            self._raw = self._view = None
+        await self.underlying.clear_session()
 
     # ------------------------------------------------------------------ per model call
     async def call_model_input_filter(self, data: CallModelData[Any]) -> ModelInputData:
         """``RunConfig(call_model_input_filter=session.call_model_input_filter)``: compact
         the input of every model call of a run.
 
-        When the input starts with the view the last :meth:`get_items` returned, the
-        compactor is handed the raw items it stood for plus the rest of the input (the full
-        history: the archive stays the stored items); otherwise the input itself. The
-        calling agent's model name, ``instructions`` and tools are counted.
+        The run's input is the view :meth:`get_items` returned (or a view this filter
+        returned earlier) plus the items the run produced since; the compactor recognises
+        our summary by its content and continues the session from it, so the archive stays
+        the stored items in order. The calling agent's model name, ``instructions`` and
+        tools are counted.
 
         Returns:
             ``ModelInputData`` with the items to send and the call's own instructions.
@@ -311,13 +281,7 @@ class CompactingSession:
         agent_tools = getattr(agent, "tools", None)
         tools = tool_schemas(agent_tools) if agent_tools else self.tools
         instructions = md.instructions if md.instructions is not None else self.instructions
-        async with self._lock:
-            full = items
-            view, raw = self._view, self._raw
-            if view and raw is not None and len(items) >= len(view) \
-                    and all(_same_item(a, b) for a, b in zip(items, view)):
-                full = [*raw, *items[len(view):]]
-            r = await self._compact(full, model, instructions, tools)
+        r = await self._compact(items, model, instructions, tools)
         return ModelInputData(input=strip_metadata(r.to_send()), instructions=md.instructions)
 
     # ------------------------------------------------------------------ calibration
