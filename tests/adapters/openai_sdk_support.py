@@ -15,7 +15,7 @@ from typing import Any
 
 from compactor import MessageCompactor, SessionStore, content_hash
 from compactor.ledger import Ledger, read_records
-from compactor.testing import CHAT_PATH, LoopbackServer, RecordedRequest, Reply
+from compactor.testing import CHAT_PATH, RESPONSES_PATH, LoopbackServer, RecordedRequest, Reply
 
 AGENT_MODEL = "gpt-4o"
 API_KEY = "sk-openai-test-0123456789abcdef"
@@ -182,6 +182,69 @@ def chat_loop_sync(client: Any, turns: int = TURNS, *, stream: bool = False) -> 
         _record(run, client, got)
         text, calls = _read_chunks(list(got)) if stream else _read_completion(got)
         _chat_turn(history, text, calls, t)
+    return run
+
+
+# --------------------------------------------------------------------------- Responses
+def responses_kwargs(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return dict(model=AGENT_MODEL, instructions=SYSTEM, max_output_tokens=MAX_TOKENS,
+                tools=TOOLS_RESPONSES, input=items)
+
+
+def _read_output(output: list[Any]) -> tuple[str, list[tuple[str, str, str]]]:
+    """The text and function calls (call_id, name, arguments) of a response's output."""
+    text, calls = "", []
+    for item in output:
+        if item.type == "message":
+            text += "".join(getattr(c, "text", "") for c in item.content)
+        elif item.type == "function_call":
+            calls.append((item.call_id, item.name, item.arguments))
+    return text, calls
+
+
+def _final_response(events: list[Any]) -> Any:
+    """The response of a stream's ``response.completed`` event."""
+    done = [e.response for e in events if e.type == "response.completed"]
+    assert len(done) == 1, [e.type for e in events]
+    return done[0]
+
+
+def _responses_turn(items: list[dict[str, Any]], text: str,
+                    calls: list[tuple[str, str, str]], t: int) -> None:
+    """Append the model's output (as input items the agent builds itself) and what answers
+    it: one ``function_call_output`` per call, else the next user message."""
+    if text:
+        items.append({"role": "assistant", "content": text})
+    for i, n, a in calls:
+        items.append({"type": "function_call", "call_id": i, "name": n, "arguments": a})
+    for i, n, a in calls:
+        items.append({"type": "function_call_output", "call_id": i, "output": tool_output(n, a, t)})
+    if not calls:
+        items.append({"role": "user", "content": f"Continue with step {t}; keep TICKET-{t} in mind."})
+
+
+async def responses_loop(client: Any, turns: int = TURNS, *, stream: bool = False) -> Run:
+    """An async agent on the Responses API (no server-side state): the full, growing list
+    of input items every call, ``instructions`` as the system prompt."""
+    run, items = Run(), [{"role": "user", "content": FIRST_PROMPT}]
+    for t in range(turns):
+        run.sent = [dict(m) for m in items]
+        got = await client.responses.create(stream=stream, **responses_kwargs(items))
+        _record(run, client, got)
+        resp = _final_response([e async for e in got]) if stream else got
+        _responses_turn(items, *_read_output(resp.output), t)
+    return run
+
+
+def responses_loop_sync(client: Any, turns: int = TURNS, *, stream: bool = False) -> Run:
+    """:func:`responses_loop` for the sync client."""
+    run, items = Run(), [{"role": "user", "content": FIRST_PROMPT}]
+    for t in range(turns):
+        run.sent = [dict(m) for m in items]
+        got = client.responses.create(stream=stream, **responses_kwargs(items))
+        _record(run, client, got)
+        resp = _final_response(list(got)) if stream else got
+        _responses_turn(items, *_read_output(resp.output), t)
     return run
 
 

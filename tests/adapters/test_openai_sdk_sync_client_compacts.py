@@ -12,24 +12,26 @@ import pytest
 
 from compactor.adapters.openai_sdk import CompactingSyncOpenAI
 
-from openai_sdk_support import (API_KEY, CHAT_PATH, WINDOW, Run, chat_loop_sync, check_run,
-                                make_harness)
+from openai_sdk_support import (API_KEY, CHAT_PATH, RESPONSES_PATH, WINDOW, Run, chat_loop_sync,
+                                check_run, make_harness, responses_loop_sync)
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def _checked_run(tmp: Path, session_id: str, *, stream: bool) -> tuple[Run, CompactingSyncOpenAI]:
-    """The sync agent loop on a fresh harness, checked by ``check_run``."""
+def _checked_run(tmp: Path, session_id: str, *, stream: bool,
+                 responses: bool = False) -> tuple[Run, CompactingSyncOpenAI]:
+    """The sync agent loop (chat, or Responses) on a fresh harness, checked by
+    ``check_run``."""
     h = make_harness(tmp)
     raw = openai.OpenAI(base_url=h.server.url + "/v1", api_key=API_KEY, max_retries=0)
     client = CompactingSyncOpenAI(raw, h.compactor, window=WINDOW, session_id=session_id)
     try:
-        run = chat_loop_sync(client, stream=stream)
+        run = (responses_loop_sync if responses else chat_loop_sync)(client, stream=stream)
     finally:
         raw.close()
         h.compactor.close()
         h.server.stop()
-    check_run(h, run, session_id, CHAT_PATH)
+    check_run(h, run, session_id, RESPONSES_PATH if responses else CHAT_PATH)
     return run, client
 
 
@@ -49,3 +51,13 @@ async def test_sync_client_inside_a_running_event_loop_compacts_with_valid_reque
     asyncio.get_running_loop()   # the premise: we are inside a running loop
     run, _ = _checked_run(tmp_path, "sync-in-loop", stream=False)
     assert sum(run.compacted) >= 3
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_sync_client_responses_loop_compacts_with_valid_requests(tmp_path: Path, stream: bool):
+    """The sync wrapper's responses.create in a plain function: the same guarantees, the
+    SDK's Response or Stream returned, calibrated from every response."""
+    run, client = _checked_run(tmp_path, "sync-responses", stream=stream, responses=True)
+    kind = openai.Stream if stream else openai.types.responses.Response
+    assert all(type(r) is kind for r in run.returned)
+    assert client.calibration("gpt-4o").observations == len(run.returned)

@@ -13,9 +13,10 @@ import pytest
 
 from compactor import MessageCompactor
 from compactor.adapters.openai_sdk import CompactingOpenAI, CompactingSyncOpenAI
-from compactor.testing import CHAT_PATH, LoopbackServer
+from compactor.testing import CHAT_PATH, RESPONSES_PATH, Fault, LoopbackServer, Reply
 
-from openai_sdk_support import AGENT_MODEL, API_KEY, TOOLS_CHAT, WINDOW, UsageChunkServer
+from openai_sdk_support import (AGENT_MODEL, API_KEY, TOOLS_CHAT, TOOLS_RESPONSES, WINDOW,
+                                UsageChunkServer)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -170,3 +171,62 @@ def test_a_missing_openai_package_is_one_line_naming_the_extra(tmp_path: Path):
     assert r.stdout.strip().splitlines() == [
         "compactor.adapters.openai_sdk needs openai, which is not installed; fix: "
         "pip install 'agent-context-compactor[openai]'"]
+
+
+# --------------------------------------------------------------------------- Responses
+def _long_items(n: int) -> list[dict]:
+    """``n`` user/assistant exchanges, ~600 characters each: far over a 1,000-token window."""
+    items: list[dict] = []
+    for k in range(n):
+        items.append({"role": "user", "content": f"question {k}: " + "why is the build red? " * 25})
+        items.append({"role": "assistant", "content": f"answer {k}: " + "a flaky test. " * 40})
+    items.append({"role": "user", "content": "summarize"})
+    return items
+
+
+async def test_a_call_continuing_a_stored_response_is_forwarded_uncompacted(server, raw):
+    """With previous_response_id (or conversation) the provider holds the history, so the
+    input is sent exactly as given, however long, and nothing is compacted."""
+    client = CompactingOpenAI(raw, MessageCompactor(), window=20_000)
+    items = _long_items(12)
+    first = await client.responses.create(model=AGENT_MODEL, input=items)
+    assert client.last_result is not None and not client.last_result.compacted
+    small = CompactingOpenAI(raw, MessageCompactor(), window=1_000)   # would have to compact
+    more = [{"role": "user", "content": "more " * 300}, *items]
+    got = await small.responses.create(model=AGENT_MODEL, previous_response_id=first.id,
+                                       input=more)
+    assert isinstance(got, openai.types.responses.Response)
+    assert server.requests_to(RESPONSES_PATH)[-1].json["input"] == more
+    assert small.last_result is None
+
+
+async def test_a_string_input_is_forwarded_unchanged(server, raw):
+    """responses.create(input="...") has no item list to compact: sent as given."""
+    client = CompactingOpenAI(raw, MessageCompactor(), window=WINDOW)
+    got = await client.responses.create(model=AGENT_MODEL, input="hello", instructions="Be brief.")
+    assert isinstance(got, openai.types.responses.Response)
+    body = server.requests_to(RESPONSES_PATH)[-1].json
+    assert body["input"] == "hello" and body["instructions"] == "Be brief."
+    assert client.last_result is None
+
+
+async def test_response_output_objects_in_the_input_are_sent_as_the_sdk_sends_them(server, raw):
+    """An agent that extends its input with response.output (the SDK's own items) sends,
+    through the wrapper, the body the bare SDK sends; the pin flag is stripped."""
+    items = [{"role": "user", "content": "hello"}]
+    server.enqueue(Fault.reply_with(Reply(text="Let me look.",
+                                          tool_uses=(("read_file", {"path": "a.py"}),))))
+    first = await raw.responses.create(model=AGENT_MODEL, input=items, tools=TOOLS_RESPONSES)
+    history = [*items, *first.output]
+    history += [{"type": "function_call_output", "call_id": o.call_id, "output": "42"}
+                for o in first.output if o.type == "function_call"]
+    history.append({"role": "user", "content": "and again"})
+    await raw.responses.create(model=AGENT_MODEL, input=history, tools=TOOLS_RESPONSES)
+    bare = server.requests_to(RESPONSES_PATH)[-1].json["input"]
+    client = CompactingOpenAI(raw, MessageCompactor(), window=WINDOW, session_id="objs")
+    pinned = [{**history[0], "compactor_pin": True}, *history[1:]]
+    await client.responses.create(model=AGENT_MODEL, input=pinned, tools=TOOLS_RESPONSES)
+    assert server.requests_to(RESPONSES_PATH)[-1].json["input"] == bare
+    assert client.last_result is not None and len(client.last_result.messages) == len(history)
+    assert any(o.type == "function_call" for o in first.output)   # the premise: a call was made
+    assert server.violations == []
