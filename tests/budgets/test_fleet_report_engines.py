@@ -27,17 +27,6 @@ AGENTS = {"test-runner": ("specialist-narrow", 20_000, (0.3, 1.3)),
           "coordinator": ("role-coordinator", 100_000, (0.6, 1.05))}
 
 
-class Clock:
-    """An aware UTC clock that moves on by `step` at every call."""
-
-    def __init__(self, start: datetime, step: timedelta) -> None:
-        self.now, self.step = start, step
-
-    def __call__(self) -> datetime:
-        self.now += self.step
-        return self.now
-
-
 def write_fleet(root: Path, shards: int = 3, per_shard: int = 120,
                 seed: int = 5) -> list[dict[str, Any]]:
     """Write the records a BudgetMonitor writes (plus some that are not ours) on `shards`
@@ -45,13 +34,18 @@ def write_fleet(root: Path, shards: int = 3, per_shard: int = 120,
     rnd = random.Random(seed)
     kept: list[dict[str, Any]] = []
     for shard in range(shards):
-        clock = Clock(START + timedelta(seconds=shard), timedelta(minutes=17))
+        at = [START + timedelta(seconds=shard)]
+
+        def clock() -> datetime:
+            at[0] += timedelta(minutes=17)      # every record 17 minutes after the last
+            return at[0]
+
         with Ledger(root / f"host-{shard}" / "ledger.jsonl", rotate_bytes=3_000,
                     fsync="never", clock=clock) as ledger:
             for _ in range(per_shard):
                 agent = rnd.choice(list(AGENTS))
                 profile, budget, (lo, hi) = AGENTS[agent]
-                if agent == "coordinator" and clock.now > START + timedelta(hours=20):
+                if agent == "coordinator" and at[0] > START + timedelta(hours=20):
                     profile = "role-architect"          # its latest profile changes
                 tokens = int(budget * rnd.uniform(lo, hi))
                 blocked = rnd.choice([0, 0, 0, 1, 2, -1, True])
@@ -67,7 +61,7 @@ def write_fleet(root: Path, shards: int = 3, per_shard: int = 120,
                 ledger.emit("usage", {**common, "tokens": tokens, "budget_tokens": budget,
                                       "blocked": blocked})
                 kept.append({"event": "usage", "tokens": tokens, "budget": budget,
-                             "blocked": blocked, "at": clock.now, **common})
+                             "blocked": blocked, "at": at[0], **common})
                 # not ours, skipped by the report: wrong types, no budget, a numeric agent
                 odd = rnd.choice([{"tokens": float(tokens), "budget_tokens": budget},
                                   {"tokens": tokens, "budget_tokens": 0},
