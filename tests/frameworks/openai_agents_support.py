@@ -16,13 +16,9 @@ from agents import (Agent, ModelSettings, OpenAIChatCompletionsModel, OpenAIResp
 from openai import AsyncOpenAI
 
 from compactor.ledger import read_records
-from compactor.testing import RecordedRequest, Reply
+from compactor.testing import CHAT_PATH, RESPONSES_PATH, RecordedRequest, Reply
 
 from frameworks_support import MAX_TOKENS, SYSTEM, Harness, ticket_report
-
-#: The model paths the agent may call (chat completions and Responses).
-CHAT = "/v1/chat/completions"
-RESPONSES = "/v1/responses"
 
 
 @function_tool
@@ -81,7 +77,7 @@ class OneLookupPerQuestion:
 
 def model_requests(h: Harness) -> list[RecordedRequest]:
     """The model calls the agent made (chat completions and Responses)."""
-    return [r for r in h.server.requests if r.path in (CHAT, RESPONSES)]
+    return [r for r in h.server.requests if r.path in (CHAT_PATH, RESPONSES_PATH)]
 
 
 def request_items(r: RecordedRequest) -> list[Any]:

@@ -18,12 +18,12 @@ from agents import RunConfig, Runner, SQLiteSession  # noqa: E402
 
 from compactor import content_hash  # noqa: E402
 from compactor.adapters.openai_agents import CompactingSession  # noqa: E402
-from compactor.testing import LoopbackServer  # noqa: E402
+from compactor.testing import RESPONSES_PATH, LoopbackServer  # noqa: E402
 
 from frameworks_support import (FINAL, MAX_TOKENS, PROMPT, SYSTEM, TURNS, WINDOW,  # noqa: E402
                                 Harness, make_harness)
-from openai_agents_support import (RESPONSES, OneLookupPerQuestion,  # noqa: E402
-                                   chat_model, ledger_compactions, make_agent, model_requests,
+from openai_agents_support import (OneLookupPerQuestion, chat_model,  # noqa: E402
+                                   ledger_compactions, make_agent, model_requests,
                                    request_items, responses_model)
 
 pytestmark = pytest.mark.timeout(120)
@@ -73,23 +73,32 @@ def _with_server(tmp: Path, responder: Any = None) -> Harness:
     return h
 
 
-@pytest.mark.parametrize("api", ["responses", "chat"])
+@pytest.mark.parametrize("api", ["responses", "responses-streamed", "chat"])
 async def test_one_run_of_64_tool_turns_compacts_every_model_call(tmp_path: Path, api: str):
-    """One ``Runner.run`` of 64 tool turns with the session's filter and hooks: every
-    request valid and inside the window, >= 3 compactions each in the JSONL ledger, the
-    underlying SQLiteSession holds every raw item, the store restores exactly the items the
-    Runner stored and sent, and every request is the summary plus a tail of those items."""
+    """One ``Runner.run`` (or ``run_streamed``) of 64 tool turns with the session's filter
+    and hooks: every request valid and inside the window, >= 3 compactions each in the JSONL
+    ledger, the underlying SQLiteSession holds every raw item, the store restores exactly
+    the items the Runner stored and sent, and every request is the summary plus a tail of
+    those items."""
     h = make_harness(tmp_path)
     sid = f"oa-{api}"
     try:
-        model = responses_model(h.server.url) if api == "responses" else chat_model(h.server.url)
+        model = chat_model(h.server.url) if api == "chat" else responses_model(h.server.url)
         agent, raw, session = _session(h, tmp_path, sid, model)
-        result = await Runner.run(
-            agent, PROMPT, session=session, max_turns=TURNS + 1, hooks=session.hooks,
+        kwargs: dict[str, Any] = dict(
+            session=session, max_turns=TURNS + 1, hooks=session.hooks,
             run_config=RunConfig(call_model_input_filter=session.call_model_input_filter))
+        if api == "responses-streamed":
+            result = Runner.run_streamed(agent, PROMPT, **kwargs)
+            async for _ in result.stream_events():
+                pass
+        else:
+            result = await Runner.run(agent, PROMPT, **kwargs)
     finally:
         h.server.stop()
     assert result.final_output == FINAL
+    if api == "responses-streamed":
+        assert all(c.json.get("stream") is True for c in model_requests(h))
     assert h.server.violations == []
     calls = model_requests(h)
     assert len(calls) == TURNS + 1 and all(c.status == 200 for c in calls)
@@ -107,7 +116,7 @@ async def test_one_run_of_64_tool_turns_compacts_every_model_call(tmp_path: Path
     longest = max(len(request_items(c)) for c in calls)
     assert longest < len(stored) // 2, (longest, len(stored))
     last = request_items(calls[-1])
-    if api == "responses":
+    if api != "chat":
         assert calls[-1].json["instructions"] == SYSTEM
         assert _is_summary(last[0])
         # the rest is a tail of the stored items, as the SDK sends them (ids kept)
@@ -172,7 +181,7 @@ async def test_a_conversation_of_64_short_runs_compacts_on_get_items(tmp_path: P
         h.server.stop()
     assert h.server.violations == []
     calls = model_requests(h)
-    assert len(calls) == 2 * TURNS and all(c.path == RESPONSES for c in calls)
+    assert len(calls) == 2 * TURNS and all(c.path == RESPONSES_PATH for c in calls)
     view = await session.get_items()
     stored = await raw.get_items()
     assert len(stored) == 5 * TURNS      # question, message, call, output, answer
