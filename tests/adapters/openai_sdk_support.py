@@ -15,7 +15,7 @@ from typing import Any
 
 from compactor import MessageCompactor, SessionStore, content_hash
 from compactor.ledger import Ledger, read_records
-from compactor.testing import CHAT_PATH, RESPONSES_PATH, LoopbackServer, RecordedRequest, Reply
+from compactor.testing import CHAT_PATH, LoopbackServer, RecordedRequest, Reply
 
 AGENT_MODEL = "gpt-4o"
 API_KEY = "sk-openai-test-0123456789abcdef"

@@ -9,9 +9,9 @@ import openai
 import pytest
 
 from compactor.adapters.openai_sdk import CompactingOpenAI
-from compactor.testing import ReferenceTokenizer
+from compactor.testing import CHAT_PATH, RESPONSES_PATH, ReferenceTokenizer
 
-from openai_sdk_support import (AGENT_MODEL, API_KEY, CHAT_PATH, RESPONSES_PATH, TURNS, WINDOW,
+from openai_sdk_support import (AGENT_MODEL, API_KEY, TURNS, WINDOW,
                                 agent_requests, chat_loop, make_harness, responses_loop)
 
 pytestmark = pytest.mark.timeout(120)

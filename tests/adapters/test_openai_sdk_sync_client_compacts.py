@@ -11,8 +11,9 @@ import openai
 import pytest
 
 from compactor.adapters.openai_sdk import CompactingSyncOpenAI
+from compactor.testing import CHAT_PATH, RESPONSES_PATH
 
-from openai_sdk_support import (API_KEY, CHAT_PATH, RESPONSES_PATH, WINDOW, Run, chat_loop_sync,
+from openai_sdk_support import (API_KEY, WINDOW, Run, chat_loop_sync,
                                 check_run, make_harness, responses_loop_sync)
 
 pytestmark = pytest.mark.timeout(120)
