@@ -40,10 +40,11 @@ OpenAI Responses API (``input`` items)
     content, ``""`` or ``[]``), ``arguments_type`` (``function_call.arguments`` not a
     string), ``duplicate_tool_id`` (two ``function_call`` items with one ``call_id``),
     ``unanswered_call`` (a ``function_call`` with no ``function_call_output`` of its
-    ``call_id`` later in the input), ``orphan_result`` (a ``function_call_output`` whose
-    ``call_id`` no earlier ``function_call`` opened; not checked when the request
-    continues a stored conversation: ``previous_response_id`` / ``conversation``),
-    ``duplicate_result`` (one call answered twice) and ``orphan_reasoning`` (a
+    ``call_id`` after it and before the next message item), ``orphan_result`` (a
+    ``function_call_output`` with no call of its ``call_id`` open since the last message
+    item; an unseen ``call_id`` is accepted when the request continues a stored
+    conversation: ``previous_response_id`` / ``conversation``), ``duplicate_result``
+    (one call answered twice) and ``orphan_reasoning`` (a
     ``reasoning`` item not followed by the output item it preceded: a ``function_call``,
     an assistant message or another model output item).
 """
@@ -260,11 +261,6 @@ def openai_problems(messages: Any, *, open_calls_at_end: bool = False) -> list[B
 #: "Invalid value: 'tool'. Supported values are: 'assistant', 'system', 'developer', and 'user'.").
 RESPONSES_ROLES = ("user", "assistant", "system", "developer")
 
-#: Item types that answer the model (user side): after one of these, a call of an earlier
-#: model turn is no longer "open at the end".
-_USER_SIDE = ("function_call_output",)
-
-
 def _item_kind(item: Any) -> str | None:
     """An input item's type (``message`` for a ``{"role": ..., "content": ...}`` item
     without one), or None when it has neither a string type nor a string role."""
@@ -289,10 +285,14 @@ def responses_problems(items: Any, *, open_calls_at_end: bool = False,
                        stateful: bool = False) -> list[Broken]:
     """The OpenAI Responses API rules a request's ``input`` breaks (empty when it keeps them).
 
+    A call's ``function_call_output`` must come after the call and before the next
+    message item (other calls, outputs and reasoning items may come between: parallel
+    calls arrive as call, call, output, output).
+
     Args:
         items: the request's ``input``: a string (always valid) or a list of items.
-        open_calls_at_end: accept ``function_call`` items of the last model turn (no
-            ``function_call_output`` or non-assistant message after them) without outputs.
+        open_calls_at_end: accept ``function_call`` items without outputs when only model
+            output (assistant messages, calls, reasoning) follows them to the end.
         stateful: the request continues a stored conversation (``previous_response_id`` or
             ``conversation``): an output may answer a call that is not in ``items``.
     """
@@ -303,14 +303,29 @@ def responses_problems(items: Any, *, open_calls_at_end: bool = False,
                        "items is required")]
     out: list[Broken] = []
     kinds = [_item_kind(x) for x in items]
-    calls: dict[str, int] = {}        # call_id -> index of its function_call
-    answered: set[str] = set()
+    seen_calls: set[str] = set()      # every call_id opened so far
+    pending: dict[str, int] = {}      # calls opened since the last message item, unanswered
+    answered: set[str] = set()        # calls answered since the last message item
+    answered_all: set[str] = set()
+
+    def close_run(at_end: bool) -> None:
+        for cid, i in pending.items():
+            if at_end and open_calls_at_end and all(
+                    kinds[j] is not None and (kinds[j] == "reasoning" or _is_model_output(
+                        items[j], kinds[j]))  # type: ignore[arg-type]
+                    for j in range(i + 1, len(items))):
+                continue
+            out.append(Broken("unanswered_call", i, f"No tool output found for function call "
+                              f"{cid}."))
+
     for i, (item, kind) in enumerate(zip(items, kinds)):
         if kind is None:
             out.append(Broken("shape", i, "an input item is an object with a string type "
                               "(or a message with a string role)"))
             continue
         if kind == "message":
+            close_run(False)
+            pending, answered = {}, set()
             role = item.get("role")
             if role not in RESPONSES_ROLES:
                 out.append(Broken("role", i, f"Invalid value: {role!r}. Supported values are: "
@@ -330,19 +345,22 @@ def responses_problems(items: Any, *, open_calls_at_end: bool = False,
             if not isinstance(item.get("arguments"), str):
                 out.append(Broken("arguments_type", i, f"Invalid type for 'input[{i}]."
                                   "arguments': expected a string (JSON-encoded arguments)"))
-            if cid in calls:
+            if cid in seen_calls:
                 out.append(Broken("duplicate_tool_id", i, f"Duplicate 'call_id': {cid}"))
-            else:
-                calls[cid] = i
+            seen_calls.add(cid)
+            pending[cid] = i
         elif kind == "function_call_output":
             cid = str(item.get("call_id"))
-            if cid in answered:
+            if cid in pending:
+                del pending[cid]
+                answered.add(cid)
+            elif cid in answered or (stateful and cid in answered_all):
                 out.append(Broken("duplicate_result", i, "Duplicate function_call_output for "
                                   f"call_id {cid!r}"))
-            elif cid not in calls and not stateful:
+            elif not (stateful and cid not in seen_calls):
                 out.append(Broken("orphan_result", i, "No tool call found for function call "
                                   f"output with call_id {cid}."))
-            answered.add(cid)
+            answered_all.add(cid)
         elif kind == "reasoning":
             nxt = i + 1
             ok = nxt < len(items) and kinds[nxt] is not None \
@@ -351,19 +369,5 @@ def responses_problems(items: Any, *, open_calls_at_end: bool = False,
                 rid = item.get("id") or "(no id)"
                 out.append(Broken("orphan_reasoning", i, f"Item {rid!r} of type 'reasoning' "
                                   "was provided without its required following item."))
-    # a call is open at the end when nothing answering the model comes after it
-    last_user_side = max((i for i, (x, k) in enumerate(zip(items, kinds))
-                          if k in _USER_SIDE or (k == "message" and isinstance(x, Mapping)
-                                                  and x.get("role") != "assistant")),
-                         default=-1)
-    outputs: dict[str, list[int]] = {}
-    for j, (x, k) in enumerate(zip(items, kinds)):
-        if k == "function_call_output":
-            outputs.setdefault(str(x.get("call_id")), []).append(j)
-    for cid, i in calls.items():
-        answered_later = any(j > i for j in outputs.get(cid, ()))
-        if answered_later or (open_calls_at_end and i > last_user_side):
-            continue
-        out.append(Broken("unanswered_call", i, f"No tool output found for function call "
-                          f"{cid}."))
+    close_run(True)
     return sorted(out, key=lambda b: -1 if b.index is None else b.index)

@@ -377,6 +377,16 @@ def _message_rules(body: Any, *, api: str) -> list[tuple[str, int | None, str]]:
     return [(b.rule, b.index, b.detail) for b in found]
 
 
+def _responses_param(found: list[tuple[str, int | None, str]]) -> str | None:
+    """The ``param`` of a Responses 400: the field of the first finding (``input`` for an
+    item rule)."""
+    rule, index, _ = found[0]
+    if index is not None or rule in _rules.MESSAGE_RULES:
+        return "input"
+    return rule if rule in ("model", "input", "instructions", "max_output_tokens",
+                            "tools", "stream") else None
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "compactor-loopback/1"
@@ -520,7 +530,11 @@ class _Handler(BaseHTTPRequestHandler):
                     return
             if found:
                 owner._finish(rec, 400, fault)
-                self._send_json(400, err(400, "; ".join(f"{r}: {d}" for r, _, d in found)))
+                body400 = err(400, "; ".join(f"{r}: {d}" for r, _, d in found))
+                if responses:
+                    body400 = openai_error(400, body400["error"]["message"],
+                                           _responses_param(found))
+                self._send_json(400, body400)
                 return
             if path == COUNT_TOKENS_PATH:
                 owner._finish(rec, 200, fault)

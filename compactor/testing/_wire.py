@@ -600,11 +600,12 @@ def anthropic_error(status: int, message: str) -> dict[str, Any]:
                                        "message": message}}
 
 
-def openai_error(status: int, message: str) -> dict[str, Any]:
-    """An OpenAI-style error body for ``status``."""
+def openai_error(status: int, message: str, param: str | None = None) -> dict[str, Any]:
+    """An OpenAI-style error body for ``status`` (``param``: the request field at fault,
+    e.g. ``"input"``, as the Responses API names it)."""
     kind = {400: "invalid_request_error", 401: "invalid_request_error",
             429: "rate_limit_exceeded"}.get(status, "server_error")
-    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    return {"error": {"message": message, "type": kind, "param": param, "code": None}}
 
 
 def sse(event: str, data: Mapping[str, Any]) -> bytes:

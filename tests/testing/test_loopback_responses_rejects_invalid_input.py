@@ -35,6 +35,9 @@ INVALID = [
     ("output without call", {"input": [USER, output("c9")]}, {"orphan_result"}),
     ("output before its call", {"input": [USER, output("c1"), call("c1")]},
      {"orphan_result", "unanswered_call"}),
+    ("assistant message between call and output", {"input": [
+        USER, call("c1"), {"role": "assistant", "content": "Searching."}, output("c1")]},
+     {"unanswered_call", "orphan_result"}),
     ("output twice", {"input": [USER, call("c1"), output("c1"), output("c1")]},
      {"duplicate_result"}),
     ("call id twice", {"input": [USER, call("c1"), call("c1"), output("c1")]},
@@ -75,6 +78,12 @@ async def test_invalid_request_gets_400_and_is_recorded(fields, rules):
     assert err.value.status_code == 400
     assert err.value.body["type"] == "invalid_request_error"
     assert all(rule in err.value.body["message"] for rule in rules)
+    assert err.value.body["param"] == PARAM.get(next(iter(rules)), "input")
+
+
+# the `param` the API names in its 400 body, for the request-level rules
+PARAM = {"instructions": "instructions", "tools": "tools",
+         "max_output_tokens": "max_output_tokens"}
 
 
 VALID = [
