@@ -165,28 +165,20 @@ class _Base:
         items = kwargs.get("input")
         if not _history(items) or any(_given(kwargs.get(k)) for k in SERVER_STATE_ARGS):
             return None
-        fmt = _responses_format()
         model = kwargs.get("model") if isinstance(kwargs.get("model"), str) else None
         reserve = _int(kwargs.get("max_output_tokens"))
         instructions = kwargs.get("instructions")
         return plain_items(items), dict(
             model=model, tools=_tools(kwargs.get("tools")), max_tokens=reserve,
             system=instructions if isinstance(instructions, str) and instructions else None,
-            session_id=self.session_id, window=self._call_window(model, reserve), fmt=fmt)
+            session_id=self.session_id, window=self._call_window(model, reserve),
+            fmt=Format.RESPONSES)
 
     def _observe(self, model: Any, result: CompactionResult | None, provider: int) -> None:
         """Calibrate ``model`` from the provider's input count for the request ``result``
         sent."""
         if self.calibrate and result is not None and isinstance(model, str) and provider > 0:
             self.calibrator.observe(model, result.tokens_after, provider)
-
-
-def _responses_format() -> Format:
-    fmt = getattr(Format, "RESPONSES", None)
-    if fmt is None:  # pragma: no cover - only before the core knows the Responses format
-        raise ConfigError("this version of the compactor cannot compact Responses API "
-                          "input items; fix: use chat.completions, or upgrade", field="input")
-    return fmt
 
 
 # --------------------------------------------------------------------------- one call

@@ -230,3 +230,28 @@ async def test_response_output_objects_in_the_input_are_sent_as_the_sdk_sends_th
     assert client.last_result is not None and len(client.last_result.messages) == len(history)
     assert any(o.type == "function_call" for o in first.output)   # the premise: a call was made
     assert server.violations == []
+
+
+async def test_parse_compacts_and_returns_the_sdks_parsed_objects(server, raw):
+    """chat.completions.parse and responses.parse (structured outputs) go through the
+    compactor (pin flags stripped, a result recorded) and return the SDK's parsed objects."""
+    import pydantic
+
+    class Answer(pydantic.BaseModel):
+        answer: str
+
+    client = CompactingOpenAI(raw, MessageCompactor(), window=WINDOW)
+    server.enqueue(Fault.reply_with(Reply(text='{"answer": "4"}')))
+    got = await client.chat.completions.parse(
+        model=AGENT_MODEL, response_format=Answer,
+        messages=[{"role": "user", "content": "2 + 2?", "compactor_pin": True}])
+    assert got.choices[0].message.parsed == Answer(answer="4")
+    assert client.last_result is not None and client.last_result.fmt.value == "openai"
+    server.enqueue(Fault.reply_with(Reply(text='{"answer": "5"}')))
+    got = await client.responses.parse(
+        model=AGENT_MODEL, text_format=Answer,
+        input=[{"role": "user", "content": "2 + 3?", "compactor_pin": True}])
+    assert got.output_parsed == Answer(answer="5")
+    assert client.last_result.fmt.value == "responses"
+    assert server.violations == []              # the pin flags never reached the server
+    assert client.calibration(AGENT_MODEL).observations == 2
