@@ -10,8 +10,9 @@ A pytest fixture, ``loopback_server``, lives in ``compactor.testing.pytest_plugi
 (add ``pytest_plugins = ["compactor.testing.pytest_plugin"]`` to your root conftest).
 """
 
-from ._server import (CHAT_PATH, COUNT_TOKENS_PATH, MESSAGES_PATH, RESPONSES_PATH, Fault,
-                      LoopbackServer, Responder, echo_responder, http_date)
+from ._server import (CHAT_PATH, COUNT_TOKENS_PATH, MESSAGES_PATH, RESPONSES_INPUT_TOKENS_PATH,
+                      RESPONSES_PATH, Fault, LoopbackServer, Responder, echo_responder,
+                      http_date)
 from ._wire import (PromptCache, ProviderTokenizer, RecordedRequest, ReferenceTokenizer, Reply,
                     RequestViolation, check_chat_request, check_messages_request,
                     check_responses_request)
@@ -24,6 +25,7 @@ __all__ = [
     "LoopbackServer",
     "PromptCache",
     "ProviderTokenizer",
+    "RESPONSES_INPUT_TOKENS_PATH",
     "RESPONSES_PATH",
     "RecordedRequest",
     "ReferenceTokenizer",

@@ -44,6 +44,7 @@ MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 CHAT_PATH = "/v1/chat/completions"
 RESPONSES_PATH = "/v1/responses"
+RESPONSES_INPUT_TOKENS_PATH = "/v1/responses/input_tokens"
 
 
 def echo_responder(request: RecordedRequest) -> Reply:
@@ -82,7 +83,7 @@ class Fault:
     def error(cls, status: int, *, retry_after: float | str | None = None,
               message: str | None = None) -> "Fault":
         """Answer with HTTP ``status`` and an Anthropic-style (or OpenAI-style, on the
-        chat path) error body; ``retry_after`` in seconds (a number) or an HTTP date (str)."""
+        chat and Responses paths) error body; ``retry_after`` in seconds (a number) or an HTTP date (str)."""
         ra = None if retry_after is None else (
             retry_after if isinstance(retry_after, str) else f"{retry_after:g}")
         return cls("status", status=status, retry_after=ra, message=message)
@@ -132,7 +133,8 @@ class Fault:
 
     @classmethod
     def empty_content(cls) -> "Fault":
-        """HTTP 200 with an empty ``content`` list (chat: an empty message)."""
+        """HTTP 200 with an empty ``content`` list (chat: an empty message; Responses: no
+        output items)."""
         return cls("empty")
 
     @classmethod
@@ -171,8 +173,10 @@ class LoopbackServer:
             assert server.violations == []
 
     Endpoints: ``POST /v1/messages`` (JSON or SSE with ``"stream": true``),
-    ``POST /v1/messages/count_tokens``, ``POST /v1/chat/completions`` (JSON or SSE) and
-    ``POST /v1/responses`` (a ``response`` object, or its semantic SSE events).
+    ``POST /v1/messages/count_tokens``, ``POST /v1/chat/completions`` (JSON or SSE),
+    ``POST /v1/responses`` (a ``response`` object, or its semantic SSE events) and
+    ``POST /v1/responses/input_tokens`` (``{"object": "response.input_tokens",
+    "input_tokens": N}``).
     Every Messages / chat / Responses request is validated: its request-level fields as
     ``check_messages_request`` / ``check_chat_request`` / ``check_responses_request``
     say, its messages (Responses: ``input`` items) by the independent checker in
@@ -475,7 +479,8 @@ class _Handler(BaseHTTPRequestHandler):
         rec = owner._record("POST", path, self.headers, body)
         self._req_id = f"req_loop_{rec.seq:06d}"
         chat = path == CHAT_PATH
-        responses = path == RESPONSES_PATH
+        responses = path in (RESPONSES_PATH, RESPONSES_INPUT_TOKENS_PATH)
+        counting = path in (COUNT_TOKENS_PATH, RESPONSES_INPUT_TOKENS_PATH)
         if path in (MESSAGES_PATH, COUNT_TOKENS_PATH):
             found = _request_rules(check_messages_request(
                 body, allow_prefill=owner.allow_prefill, count_tokens=path == COUNT_TOKENS_PATH))
@@ -485,12 +490,14 @@ class _Handler(BaseHTTPRequestHandler):
         elif responses:
             found = _request_rules(check_responses_request(body)) \
                 + _message_rules(body, api="responses")
+            if counting:    # the count endpoint takes no model
+                found = [f for f in found if f[0] != "model"]
         else:
             owner._finish(rec, 404, None)
             self._send_json(404, anthropic_error(404, f"no route for POST {path}"))
             return
         total = owner.tokenizer.count(body) if isinstance(body, Mapping) else 0
-        if path != COUNT_TOKENS_PATH and owner.max_context_tokens and isinstance(body, Mapping):
+        if not counting and owner.max_context_tokens and isinstance(body, Mapping):
             limit = owner.max_context_tokens
             mt = body.get("max_tokens") or body.get("max_completion_tokens") \
                 or body.get("max_output_tokens") or 0
@@ -536,9 +543,10 @@ class _Handler(BaseHTTPRequestHandler):
                                            _responses_param(found))
                 self._send_json(400, body400)
                 return
-            if path == COUNT_TOKENS_PATH:
+            if counting:
                 owner._finish(rec, 200, fault)
-                self._send_json(200, {"input_tokens": total})
+                self._send_json(200, {"object": "response.input_tokens", "input_tokens": total}
+                                if responses else {"input_tokens": total})
                 return
             if responses:
                 self._answer_responses(rec, body, total, fault)
@@ -608,7 +616,10 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         reply = self._reply(rec, fault)
         content = reply_blocks(reply, lambda: owner._next_id("call_loop_"))
-        output = responses_output(content, reasoning=reply.reasoning, next_id=owner._next_id)
+        include = body.get("include")
+        output = responses_output(content, reasoning=reply.reasoning, next_id=owner._next_id,
+                                  encrypted=isinstance(include, list)
+                                  and "reasoning.encrypted_content" in include)
         if fault is not None and fault.kind == "empty":
             output = []
         out_text = "".join(p.get("text", "") for it in output if it["type"] == "message"
@@ -665,5 +676,6 @@ def http_date(seconds_from_now: float) -> str:
     return formatdate(time.time() + seconds_from_now, usegmt=True)
 
 
-__all__ = ["CHAT_PATH", "COUNT_TOKENS_PATH", "MESSAGES_PATH", "RESPONSES_PATH", "Fault",
+__all__ = ["CHAT_PATH", "COUNT_TOKENS_PATH", "MESSAGES_PATH", "RESPONSES_INPUT_TOKENS_PATH",
+           "RESPONSES_PATH", "Fault",
            "LoopbackServer", "Responder", "echo_responder", "http_date"]

@@ -559,8 +559,10 @@ class Reply:
         stop_reason: default ``"tool_use"`` when there are tool calls, else ``"end_turn"``
             (``"max_tokens"`` makes a Responses reply ``incomplete``).
         reasoning: Responses API only: the summary text of a ``reasoning`` item sent
-            before the output (with an opaque ``encrypted_content``); its tokens count as
-            ``output_tokens_details.reasoning_tokens``. Ignored by the other endpoints.
+            before the output (with an opaque ``encrypted_content`` when the request's
+            ``include`` lists ``"reasoning.encrypted_content"``, else null); its tokens
+            count as ``output_tokens_details.reasoning_tokens``. Ignored by the other
+            endpoints.
 
     On ``/v1/responses`` text blocks become one assistant ``message`` item
     (``output_text`` parts) and each tool use a ``function_call`` item (``call_id`` from
@@ -677,9 +679,11 @@ def chat_body(*, cmpl_id: str, model: str, content: list[dict[str, Any]], stop_r
 
 
 def responses_output(content: list[dict[str, Any]], *, reasoning: str | None,
-                     next_id: Any) -> list[dict[str, Any]]:
+                     next_id: Any, encrypted: bool = True) -> list[dict[str, Any]]:
     """The Responses API output items of a reply: a ``reasoning`` item when ``reasoning``
-    is given, the text blocks of ``content`` (Anthropic blocks, :func:`reply_blocks`) as
+    is given (its ``encrypted_content`` an opaque string when ``encrypted``, else null,
+    as the API sends it only when ``include`` lists ``reasoning.encrypted_content``),
+    the text blocks of ``content`` (Anthropic blocks, :func:`reply_blocks`) as
     one assistant ``message`` at the place of the first, each ``tool_use`` block as a
     ``function_call`` item (its ``id`` the ``call_id``); other blocks are dropped.
     ``next_id(prefix)`` gives item ids."""
@@ -688,7 +692,7 @@ def responses_output(content: list[dict[str, Any]], *, reasoning: str | None,
         out.append({"id": next_id("rs_loop_"), "type": "reasoning",
                     "summary": [{"type": "summary_text", "text": reasoning}],
                     "encrypted_content": "gAAAA" + hashlib.sha256(reasoning.encode())
-                    .hexdigest()})
+                    .hexdigest() if encrypted else None})
     message: dict[str, Any] | None = None
     for b in content:
         t = b.get("type")

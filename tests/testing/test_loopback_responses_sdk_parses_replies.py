@@ -135,8 +135,8 @@ async def test_stream_helper_accumulates_final_response_with_reasoning():
                         tokenizer=ItemTokenizer()) as srv:
         c = client(srv)
         async with asyncio.timeout(DEADLINE):
-            async with c.responses.stream(model="gpt-4o-mini", input="Oslo?",
-                                          tools=TOOLS) as stream:
+            async with c.responses.stream(model="gpt-4o-mini", input="Oslo?", tools=TOOLS,
+                                          include=["reasoning.encrypted_content"]) as stream:
                 seen = [ev.type async for ev in stream]
                 final = await stream.get_final_response()
         await c.close()
@@ -145,7 +145,8 @@ async def test_stream_helper_accumulates_final_response_with_reasoning():
     kinds = (ResponseReasoningItem, ResponseOutputMessage, ResponseFunctionToolCall)
     assert len(final.output) == 3      # the helper's parsed subclasses of the SDK types
     assert all(isinstance(o, k) for o, k in zip(final.output, kinds))
-    assert final.output[0].summary[0].text == reasoning and final.output[0].encrypted_content
+    assert final.output[0].summary[0].text == reasoning
+    assert final.output[0].encrypted_content       # asked for with `include`
     assert final.output_text == "Looking."
     assert final.usage.output_tokens_details.reasoning_tokens == len(reasoning)
     assert final.usage.output_tokens == len(reasoning) + len("Looking.") \
@@ -167,7 +168,27 @@ async def test_reasoning_item_sent_back_before_its_call_is_valid():
             await c.responses.create(model="o4-mini", input=again, tools=TOOLS)
         await c.close()
         assert [o.type for o in first.output] == ["reasoning", "function_call"]
+        assert first.output[0].encrypted_content is None     # not asked for with `include`
         assert srv.violations == []
+
+
+async def test_input_tokens_endpoint_counts_with_the_server_tokenizer():
+    """`responses.input_tokens.count(...)` gets the server tokenizer's count of the same
+    input that `usage.input_tokens` reports, and checks the input like a create call."""
+    items = [{"role": "user", "content": "Flights to Oslo?"},
+             {"role": "assistant", "content": "Which day?"}, {"role": "user", "content": "Fri"}]
+    with LoopbackServer(tokenizer=ItemTokenizer()) as srv:
+        c = client(srv)
+        async with asyncio.timeout(DEADLINE):
+            counted = await c.responses.input_tokens.count(input=items)
+            used = await c.responses.create(model="gpt-4o-mini", input=items)
+            with pytest.raises(openai.BadRequestError):
+                await c.responses.input_tokens.count(input=[
+                    {"type": "function_call_output", "call_id": "nope", "output": "x"}])
+        await c.close()
+        assert [v.rule for v in srv.violations] == ["orphan_result"]
+    assert counted.object == "response.input_tokens"
+    assert counted.input_tokens == used.usage.input_tokens == 300
 
 
 async def test_repeated_prefix_is_reported_as_cached_tokens():
