@@ -190,3 +190,30 @@ async def test_a_conversation_of_64_short_runs_compacts_on_get_items(tmp_path: P
     assert len(records) >= 3
     _check_archive(h, sid, stored, records)
     assert max(len(request_items(c)) for c in calls) < len(stored) // 2
+
+
+async def test_a_session_settings_limit_bounds_each_runs_history_on_unit_boundaries(
+        tmp_path: Path):
+    """With ``SessionSettings(limit=7)`` the Runner reads at most 7 items per run through
+    ``get_items(limit=7)``, cut where a unit starts (here: the previous run's answer, then
+    the last whole run), and every request is valid."""
+    from agents import SessionSettings
+
+    config = RunConfig(session_settings=SessionSettings(limit=7))
+    h = _with_server(tmp_path, OneLookupPerQuestion())
+    try:
+        agent, raw, session = _session(h, tmp_path, "oa-limit", responses_model(h.server.url))
+        for q in range(12):
+            await Runner.run(agent, f"What is T-{q:04d}?", session=session, run_config=config)
+    finally:
+        h.server.stop()
+    assert h.server.violations == []
+    calls = model_requests(h)
+    assert len(calls) == 24 and all(c.status == 200 for c in calls)
+    stored = await raw.get_items()
+    assert len(stored) == 5 * 12      # question, message, call, output, answer per run
+    for k in range(2, 12):            # run k's first call: 6 stored items, then its question
+        sent = request_items(calls[2 * k])
+        assert [i.get("call_id") for i in sent[:-1]] \
+            == [i.get("call_id") for i in stored[5 * k - 6:5 * k]]
+        assert sent[0]["role"] == "assistant" and sent[1]["role"] == "user"
