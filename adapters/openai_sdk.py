@@ -229,13 +229,16 @@ class _Call:
     stream option) rather than a Responses call (``input``, ``usage.input_tokens``, the
     ``response.completed`` event)."""
 
-    def __init__(self, owner: _Base, kwargs: dict[str, Any], *, chat: bool) -> None:
+    def __init__(self, owner: _Base, kwargs: dict[str, Any], *, chat: bool,
+                 helper: bool = False) -> None:
         self.owner = owner
         self.chat = chat
         self.args = owner._chat_args(kwargs) if chat else owner._responses_args(kwargs)
         self.kwargs = kwargs
         self.result: CompactionResult | None = None
         self.added_usage = False
+        #: a streamed call: ``stream=True``, or the SDK's ``stream(...)`` helper
+        self.streamed = helper or kwargs.get("stream") is True
 
     def compacted(self, r: CompactionResult) -> None:
         """Take the compaction result: the history to forward, pin flags stripped."""
@@ -245,14 +248,14 @@ class _Call:
 
     def forward(self) -> dict[str, Any]:
         """The keyword arguments to forward (a streamed chat call asks for the usage)."""
-        if self.chat and self.kwargs.get("stream") is True:
+        if self.chat and self.streamed:
             self.kwargs, self.added_usage = _with_usage_option(self.kwargs)
         return self.kwargs
 
     def finish(self, got: Any, tap: Callable[[Any, Callable[[Any], bool]], Any]) -> Any:
         """What the SDK returned, after calibrating from its usage (a stream: tapped, so
         the usage calibrates when the caller reads it)."""
-        if self.kwargs.get("stream") is True:
+        if self.streamed:
             return tap(got, self._on_chunk if self.chat else self._on_event)
         usage = getattr(got, "usage", None)
         self._observe(chat_input_tokens(usage) if self.chat else responses_input_tokens(usage))
@@ -318,9 +321,10 @@ class CompactingOpenAI(_Base):
     ``instructions`` counted as the system prompt, ``max_output_tokens`` reserved). Pin
     flags are stripped, every other argument is forwarded unchanged, and the SDK's own
     object comes back (``ChatCompletion``, ``Response``, or with ``stream=True`` the SDK's
-    ``AsyncStream``). ``chat.completions.parse`` compacts as ``create`` does. A Responses
-    call with ``previous_response_id`` or ``conversation``, or a string ``input``, is
-    forwarded uncompacted (the provider holds that history). Any other attribute is the
+    ``AsyncStream``). ``parse`` (structured outputs) compacts as ``create`` does, and the
+    SDK's ``stream(...)`` helpers compact on entry and yield the SDK's helper streams. A
+    Responses call with ``previous_response_id`` or ``conversation``, or a string
+    ``input``, is forwarded uncompacted (the provider holds that history). Any other attribute is the
     wrapped client's (``client.models``, ``client.embeddings``, ``client.api_key``...).
 
     Self-calibration: the provider's input count of each response (``usage.prompt_tokens``
@@ -395,6 +399,36 @@ class _AsyncResource(_Resource):
         ``ParsedChatCompletion`` / ``ParsedResponse``."""
         return await self._call("parse", kwargs)
 
+    def stream(self, **kwargs: Any) -> "_AsyncStreamManager":
+        """The SDK's ``stream(...)`` helper after compaction: an async context manager
+        that yields the SDK's own ``AsyncChatCompletionStream`` / ``AsyncResponseStream``."""
+        return _AsyncStreamManager(self, kwargs)
+
+
+class _AsyncStreamManager:
+    """What :meth:`_AsyncResource.stream` returns: compacts on entry, then enters the
+    SDK's own stream manager; its raw stream is tapped for the usage."""
+
+    def __init__(self, resource: _AsyncResource, kwargs: dict[str, Any]) -> None:
+        self._resource = resource
+        self._kwargs = kwargs
+        self._manager: Any = None
+
+    async def __aenter__(self) -> Any:
+        res = self._resource
+        call = _Call(res._owner, self._kwargs, chat=res._chat, helper=True)
+        if call.args is not None:
+            call.compacted(await res._owner._compact(call.args))
+        self._manager = res._inner.stream(**call.forward())
+        stream = await self._manager.__aenter__()
+        raw = getattr(stream, "_raw_stream", None)
+        if raw is not None:
+            call.finish(raw, _tap_async)
+        return stream
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        return await self._manager.__aexit__(*exc)
+
 
 # --------------------------------------------------------------------------- sync
 class CompactingSyncOpenAI(_Base):
@@ -467,6 +501,35 @@ class _SyncResource(_Resource):
         """The SDK's ``parse`` (structured outputs) after compaction; returns the SDK's
         ``ParsedChatCompletion`` / ``ParsedResponse``."""
         return self._call("parse", kwargs)
+
+    def stream(self, **kwargs: Any) -> "_SyncStreamManager":
+        """The SDK's ``stream(...)`` helper after compaction: a context manager that
+        yields the SDK's own ``ChatCompletionStream`` / ``ResponseStream``."""
+        return _SyncStreamManager(self, kwargs)
+
+
+class _SyncStreamManager:
+    """:class:`_AsyncStreamManager` for the sync client."""
+
+    def __init__(self, resource: _SyncResource, kwargs: dict[str, Any]) -> None:
+        self._resource = resource
+        self._kwargs = kwargs
+        self._manager: Any = None
+
+    def __enter__(self) -> Any:
+        res = self._resource
+        call = _Call(res._owner, self._kwargs, chat=res._chat, helper=True)
+        if call.args is not None:
+            call.compacted(res._owner._compact(call.args))
+        self._manager = res._inner.stream(**call.forward())
+        stream = self._manager.__enter__()
+        raw = getattr(stream, "_raw_stream", None)
+        if raw is not None:
+            call.finish(raw, _tap_sync)
+        return stream
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._manager.__exit__(*exc)
 
 
 __all__ = ["SERVER_STATE_ARGS", "CalibrationState", "Calibrator", "CompactingOpenAI",

@@ -255,3 +255,47 @@ async def test_parse_compacts_and_returns_the_sdks_parsed_objects(server, raw):
     assert client.last_result.fmt.value == "responses"
     assert server.violations == []              # the pin flags never reached the server
     assert client.calibration(AGENT_MODEL).observations == 2
+
+
+async def test_the_sdks_stream_helpers_compact_and_yield_the_sdks_streams(server, raw):
+    """chat.completions.stream(...) and responses.stream(...) compact on entry (pin flags
+    stripped), yield the SDK's own helper streams, and calibrate from their usage."""
+    from openai.lib.streaming.chat import AsyncChatCompletionStream
+    from openai.lib.streaming.responses import AsyncResponseStream
+
+    client = CompactingOpenAI(raw, MessageCompactor(), window=WINDOW)
+    pinned = [{"role": "user", "content": "hello", "compactor_pin": True}]
+    async with client.chat.completions.stream(model=AGENT_MODEL, messages=pinned) as s:
+        assert isinstance(s, AsyncChatCompletionStream)
+        done = await s.get_final_completion()
+    assert done.choices[0].message.content and client.last_result.fmt.value == "openai"
+    assert server.requests_to(CHAT_PATH)[-1].json["stream_options"] == {"include_usage": True}
+    async with client.responses.stream(model=AGENT_MODEL, input=pinned) as s:
+        assert isinstance(s, AsyncResponseStream)
+        final = await s.get_final_response()
+    assert final.output_text and client.last_result.fmt.value == "responses"
+    assert server.violations == []              # the pin flags never reached the server
+    assert client.calibration(AGENT_MODEL).observations == 2
+
+
+def test_the_sync_stream_helpers_compact_and_yield_the_sdks_streams(server):
+    """The sync wrapper's stream helpers do the same with the SDK's sync streams."""
+    from openai.lib.streaming.chat import ChatCompletionStream
+    from openai.lib.streaming.responses import ResponseStream
+
+    raw = openai.OpenAI(base_url=server.url + "/v1", api_key=API_KEY, max_retries=0)
+    comp = MessageCompactor()
+    client = CompactingSyncOpenAI(raw, comp, window=WINDOW)
+    pinned = [{"role": "user", "content": "hello", "compactor_pin": True}]
+    try:
+        with client.chat.completions.stream(model=AGENT_MODEL, messages=pinned) as s:
+            assert isinstance(s, ChatCompletionStream)
+            assert s.get_final_completion().choices[0].message.content
+        with client.responses.stream(model=AGENT_MODEL, input=pinned) as s:
+            assert isinstance(s, ResponseStream)
+            assert s.get_final_response().output_text
+    finally:
+        raw.close()
+        comp.close()
+    assert server.violations == []
+    assert client.calibration(AGENT_MODEL).observations == 2
