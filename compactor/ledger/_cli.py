@@ -73,7 +73,7 @@ def fleet_paths(args: argparse.Namespace) -> tuple[list[Path], str]:
     paths = expand_ledgers(values)
     if len(values) == 1 and len(paths) == 1 and paths[0] == Path(os.path.abspath(values[0])):
         return paths, values[0]
-    return paths, f"{' '.join(values)} ({len(paths)} ledgers)"
+    return paths, f"{' '.join(values)} ({len(paths)} ledger{'s' if len(paths) != 1 else ''})"
 
 
 def fleet_problem(paths: list[Path]) -> str | None:
