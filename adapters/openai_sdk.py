@@ -176,9 +176,12 @@ class _Base:
 
     def _observe(self, model: Any, result: CompactionResult | None, provider: int) -> None:
         """Calibrate ``model`` from the provider's input count for the request ``result``
-        sent."""
+        sent (our estimate: ``tokens_after``, plus the recalled block's tokens when recall
+        placed one in what was sent)."""
         if self.calibrate and result is not None and isinstance(model, str) and provider > 0:
-            self.calibrator.observe(model, result.tokens_after, provider)
+            recalled = (int(getattr(result.recall, "tokens", 0) or 0)
+                        if result.request_messages else 0)
+            self.calibrator.observe(model, result.tokens_after + recalled, provider)
 
 
 # --------------------------------------------------------------------------- one call
@@ -324,8 +327,8 @@ class CompactingOpenAI(_Base):
     ``AsyncStream``). ``parse`` (structured outputs) compacts as ``create`` does, and the
     SDK's ``stream(...)`` helpers compact on entry and yield the SDK's helper streams. A
     Responses call with ``previous_response_id`` or ``conversation``, or a string
-    ``input``, is forwarded uncompacted (the provider holds that history). Any other attribute is the
-    wrapped client's (``client.models``, ``client.embeddings``, ``client.api_key``...).
+    ``input``, is forwarded uncompacted (the provider holds that history). Any other
+    attribute is the wrapped client's (``client.models``, ``client.embeddings``, ``client.api_key``...).
 
     Self-calibration: the provider's input count of each response (``usage.prompt_tokens``
     / ``usage.input_tokens``; in a stream, the chunk or ``response.completed`` event that

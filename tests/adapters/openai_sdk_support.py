@@ -60,6 +60,11 @@ class ScriptedModel:
         return Reply(text="Let me look.", tool_uses=uses)
 
 
+def next_prompt(t: int) -> str:
+    """The user message that follows a text answer at turn ``t``."""
+    return f"Continue with step {t}; keep TICKET-{t} in mind."
+
+
 def tool_output(name: str, arguments: str, k: int) -> str:
     """What a tool returns: ~500 characters naming its target (so 64 turns are several
     times the window)."""
@@ -121,7 +126,7 @@ def _chat_turn(history: list[dict[str, Any]], text: str | None,
     for i, n, a in calls:
         history.append({"role": "tool", "tool_call_id": i, "content": tool_output(n, a, t)})
     if not calls:
-        history.append({"role": "user", "content": f"Continue with step {t}; keep TICKET-{t} in mind."})
+        history.append({"role": "user", "content": next_prompt(t)})
 
 
 def chat_kwargs(history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -220,7 +225,7 @@ def _responses_turn(items: list[dict[str, Any]], text: str,
     for i, n, a in calls:
         items.append({"type": "function_call_output", "call_id": i, "output": tool_output(n, a, t)})
     if not calls:
-        items.append({"role": "user", "content": f"Continue with step {t}; keep TICKET-{t} in mind."})
+        items.append({"role": "user", "content": next_prompt(t)})
 
 
 async def responses_loop(client: Any, turns: int = TURNS, *, stream: bool = False) -> Run:
@@ -269,7 +274,8 @@ def check_run(h: Harness, run: Run, session_id: str, path: str) -> None:
     # what the store restores is the history the agent built and sent, message for message
     assert h.store.restore(session_id) == run.sent
     # the requests stayed short while the history grew, and every removed message is archived
-    assert max(len(r.json.get("messages") or r.json.get("input")) for r in calls) < len(run.sent) // 2
+    longest = max(len(r.json.get("messages") or r.json.get("input")) for r in calls)
+    assert longest < len(run.sent) // 2, (longest, len(run.sent))
     archived = {content_hash(m) for m in run.sent}
     made = {content_hash(m) for r in run.results if r.compacted for m in r.messages} - archived
     removed = [x for r in records for x in r["removed_hashes"]]
@@ -277,7 +283,7 @@ def check_run(h: Harness, run: Run, session_id: str, path: str) -> None:
     assert set(removed) - archived <= made   # only the compactor's own summaries are not archived
 
 
-# --------------------------------------------------------------------------- OpenAI-style usage chunk
+# --------------------------------------------------------------------------- a usage-only chunk
 class UsageChunkServer:
     """A minimal chat-completions server on 127.0.0.1 that streams as OpenAI does with
     ``stream_options.include_usage``: ``"usage": null`` on every chunk, then one chunk with
@@ -305,7 +311,8 @@ class UsageChunkServer:
                 base = {"id": "chatcmpl-u", "object": "chat.completion.chunk", "created": 1,
                         "model": body["model"]}
                 extra = {"usage": None} if with_usage else {}
-                chunks = [{**base, **extra, "choices": [{"index": 0, "delta": d, "finish_reason": f}]}
+                chunks = [{**base, **extra,
+                           "choices": [{"index": 0, "delta": d, "finish_reason": f}]}
                           for d, f in (({"role": "assistant", "content": ""}, None),
                                        ({"content": "done"}, None), ({}, "stop"))]
                 if with_usage:

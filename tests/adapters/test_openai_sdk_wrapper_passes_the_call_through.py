@@ -109,11 +109,13 @@ async def test_the_usage_chunk_the_wrapper_asked_for_is_read_but_not_passed_on(c
         raw = openai.AsyncOpenAI(base_url=srv.url + "/v1", api_key=API_KEY, max_retries=0)
         client = CompactingOpenAI(raw, MessageCompactor(), window=WINDOW)
         kw = {"stream_options": {"include_usage": True}} if caller_asked else {}
-        s = await client.chat.completions.create(model=AGENT_MODEL, messages=HELLO, stream=True, **kw)
+        s = await client.chat.completions.create(model=AGENT_MODEL, messages=HELLO, stream=True,
+                                                 **kw)
         chunks = [c async for c in s]
         await raw.close()
     assert srv.bodies[-1]["stream_options"] == {"include_usage": True}
-    assert [bool(c.choices) for c in chunks] == [True, True, True] + ([False] if caller_asked else [])
+    usage_only = [False] if caller_asked else []   # the choices-less chunk, when asked for
+    assert [bool(c.choices) for c in chunks] == [True, True, True] + usage_only
     assert all(c.usage is None for c in chunks[:3])
     state = client.calibration(AGENT_MODEL)
     assert state.observations == 1
