@@ -301,3 +301,24 @@ def test_the_sync_stream_helpers_compact_and_yield_the_sdks_streams(server):
         comp.close()
     assert server.violations == []
     assert client.calibration(AGENT_MODEL).observations == 2
+
+
+async def test_an_unanswered_tool_call_is_an_invalid_history_error_before_any_request(server, raw):
+    """A history whose tool call has no answer raises InvalidHistoryError naming the call,
+    for chat and for Responses, and nothing reaches the server."""
+    from compactor import InvalidHistoryError
+
+    client = CompactingOpenAI(raw, MessageCompactor(), window=WINDOW)
+    chat = [{"role": "user", "content": "hi"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "function",
+                 "function": {"name": "read_file", "arguments": "{}"}}]},
+            {"role": "user", "content": "well?"}]
+    with pytest.raises(InvalidHistoryError, match="call_1"):
+        await client.chat.completions.create(model=AGENT_MODEL, messages=chat)
+    items = [{"role": "user", "content": "hi"},
+             {"type": "function_call", "call_id": "call_2", "name": "read_file", "arguments": "{}"},
+             {"role": "user", "content": "well?"}]
+    with pytest.raises(InvalidHistoryError, match="call_2"):
+        await client.responses.create(model=AGENT_MODEL, input=items)
+    assert server.requests == []
