@@ -29,6 +29,9 @@ Where compaction happens, and why:
   ``RunConfig(call_model_input_filter=...)`` and every model call of the run is compacted
   too, so a long tool loop in a single run stays inside the window.
 
+``Runner.run(..., hooks=session.hooks)`` calibrates our token estimates to the provider's
+counts from each response's ``usage.input_tokens``.
+
 See ``docs/adapters/openai-agents.md``. Needs the ``openai-agents`` package (``pip install
 'agent-context-compactor[openai-agents]'``).
 """
@@ -52,7 +55,8 @@ from agents.run_config import CallModelData, ModelInputData  # noqa: E402
 
 FMT = Format.RESPONSES
 
-def tool_schemas(tools: Sequence[Any]) -> list[dict[str, Any]]:
+
+def _tool_schemas(tools: Sequence[Any]) -> list[dict[str, Any]]:
     """Agents SDK tools as the Responses API tool schemas the model receives, for counting:
     a ``FunctionTool`` as ``{"type": "function", "name", "description", "parameters"}``;
     a schema dict as it is; any other tool (hosted tools) as ``{"type": its name}``."""
@@ -151,6 +155,7 @@ class CompactingSession:
     Attributes:
         underlying: the wrapped session.
         session_id: the underlying session's id (the ``Runner`` matches sessions by it).
+        compactor_session_id: the compactor session (archive, state, ledger records).
         last_result: the :class:`~compactor.CompactionResult` of the last compaction call.
         hooks: ``RunHooks`` for ``Runner.run(..., hooks=session.hooks)``: each model
             response's ``usage.input_tokens`` calibrates the window.
@@ -191,7 +196,7 @@ class CompactingSession:
         self.window = window
         self.max_tokens = max_tokens
         self.instructions = instructions
-        self.tools = tool_schemas(tools) if tools else None
+        self.tools = _tool_schemas(tools) if tools else None
         self.calibrate = calibrate
         self.calibrator = calibrator or Calibrator()
         self.last_result: Any = None
@@ -279,7 +284,7 @@ class CompactingSession:
         model = self.model or _model_name(getattr(agent, "model", None)) or self._seen_model
         self._seen_model = model or self._seen_model
         agent_tools = getattr(agent, "tools", None)
-        tools = tool_schemas(agent_tools) if agent_tools else self.tools
+        tools = _tool_schemas(agent_tools) if agent_tools else self.tools
         instructions = md.instructions if md.instructions is not None else self.instructions
         r = await self._compact(items, model, instructions, tools)
         return ModelInputData(input=strip_metadata(r.to_send()), instructions=md.instructions)
@@ -308,4 +313,4 @@ class CompactingSession:
         return r
 
 
-__all__ = ["CompactingSession", "tool_schemas"]
+__all__ = ["CompactingSession"]

@@ -40,11 +40,11 @@ def responses_model(url: str) -> OpenAIResponsesModel:
     return OpenAIResponsesModel(model="gpt-4o", openai_client=client)
 
 
-def make_agent(model: Any) -> Agent:
+def make_agent(model: Any, **settings: Any) -> Agent:
     """The support agent: the shared system prompt, the ``lookup`` tool, 512 output
-    tokens."""
+    tokens (and any other ``ModelSettings`` given)."""
     return Agent(name="support", instructions=SYSTEM, model=model, tools=[lookup],
-                 model_settings=ModelSettings(max_tokens=MAX_TOKENS))
+                 model_settings=ModelSettings(max_tokens=MAX_TOKENS, **settings))
 
 
 def _answers_a_call(body: Any) -> bool:

@@ -53,11 +53,12 @@ def _check_archive(h: Harness, sid: str, stored: list[Any], records: list[dict[s
     assert sum(len(r["removed_hashes"]) for r in records) >= TURNS
 
 
-def _session(h: Harness, tmp: Path, sid: str, model: Any
+def _session(h: Harness, tmp: Path, sid: str, model: Any, **settings: Any
              ) -> tuple[agents.Agent, SQLiteSession, CompactingSession]:
-    """The agent on ``model``, its underlying SQLiteSession ``sid`` (a file under ``tmp``)
-    and the CompactingSession over it (the harness's compactor, the 6k window)."""
-    agent = make_agent(model)
+    """The agent on ``model`` (with ``settings``), its underlying SQLiteSession ``sid`` (a
+    file under ``tmp``) and the CompactingSession over it (the harness's compactor, the 6k
+    window)."""
+    agent = make_agent(model, **settings)
     raw = SQLiteSession(sid, str(tmp / "sessions.db"))
     return agent, raw, CompactingSession(raw, h.compactor, agent=agent, window=WINDOW,
                                          max_tokens=MAX_TOKENS)
@@ -129,13 +130,16 @@ async def test_one_run_of_64_tool_turns_compacts_every_model_call(tmp_path: Path
 
 
 async def test_reasoning_items_stay_with_their_turn(tmp_path: Path):
-    """With a reasoning item before every tool call (encrypted content), each request the
-    compacted run sends has every reasoning item right before its turn's message and
-    function call, and every function_call_output after its call."""
+    """With a reasoning item before every tool call (stateless: ``store=False``, encrypted
+    content included), each request the compacted runs send has every reasoning item right
+    before its turn's message and function call, and every function_call_output after its
+    call."""
     h = _with_server(tmp_path, OneLookupPerQuestion(reasoning=True))
     sid = "oa-reasoning"
     try:
-        agent, raw, session = _session(h, tmp_path, sid, responses_model(h.server.url))
+        agent, raw, session = _session(h, tmp_path, sid, responses_model(h.server.url),
+                                       store=False,
+                                       response_include=["reasoning.encrypted_content"])
         config = RunConfig(call_model_input_filter=session.call_model_input_filter)
         for q in range(40):
             await Runner.run(agent, f"What is the status of ticket T-{q:04d}?", session=session,
