@@ -50,7 +50,7 @@ def make_agent(model: Any, **settings: Any) -> Agent:
 def _answers_a_call(body: Any) -> bool:
     """Whether the request's last item answers a tool call (chat ``tool`` message or a
     Responses ``function_call_output``)."""
-    items = body.get("messages") or body.get("input") or [] if isinstance(body, dict) else []
+    items = (body.get("messages") or body.get("input")) if isinstance(body, dict) else None
     last = items[-1] if isinstance(items, list) and items else {}
     return last.get("role") == "tool" or last.get("type") == "function_call_output"
 
