@@ -40,9 +40,9 @@ from typing import Any, Iterator, Sequence
 
 from compactor._errors import ConfigError
 from compactor.ledger._codec import format_ts
-from compactor.ledger._reader import _open_segment, _read_stream, _skip_before, read_records, \
-    ReadReport
-from compactor.ledger._segments import list_segments
+from compactor.ledger._reader import (ReadReport, _open_segment, _read_stream, _skip_before,
+                                      read_records)
+from compactor.ledger._segments import Segment, list_segments
 
 ENGINES = ("auto", "duckdb", "python")
 """Values of ``--engine``: ``auto`` is ``duckdb`` when it can be imported, else ``python``."""
@@ -196,7 +196,7 @@ class Fleet:
                     salvaged[f] = _salvage(f, tmp, len(salvaged))
             for _ in range(len(files) + 3):
                 todo = [salvaged.get(f, f) for f in files]
-                con = duckdb.connect()
+                con = duckdb.connect(config={"temp_directory": tmp})   # spills stay in tmp
                 try:
                     if not todo:
                         con.execute(f"CREATE VIEW records AS SELECT {_EMPTY}")
@@ -276,8 +276,6 @@ def _salvage(path: str, tmp: str, n: int) -> str:
     target = os.path.join(tmp, f"salvaged-{n}.jsonl")
     p = Path(path)
     if p.name.endswith(".gz"):
-        from compactor.ledger._segments import Segment
-
         opened = _open_segment(Segment("", 0, None, p))
         if opened is None:
             raise FileNotFoundError(2, "No such file or directory", path)
