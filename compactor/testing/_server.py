@@ -34,8 +34,8 @@ from ._wire import (PromptCache, ProviderTokenizer, RecordedRequest, ReferenceTo
                     RequestViolation, anthropic_error, chat_body, check_chat_request,
                     check_messages_request, check_responses_request, last_user_text,
                     message_body, openai_error, redact_headers, reply_blocks, responses_body,
-                    responses_output, responses_stateful, responses_stream_events,
-                    responses_usage, stream_events, text_tokens)
+                    responses_output, responses_output_tokens, responses_stateful,
+                    responses_stream_events, responses_usage, stream_events, text_tokens)
 
 #: A responder turns a recorded request into the model's reply (a ``Reply`` or plain text).
 Responder = Callable[[RecordedRequest], Union[Reply, str]]
@@ -619,17 +619,11 @@ class _Handler(BaseHTTPRequestHandler):
         include = body.get("include")
         output = responses_output(content, reasoning=reply.reasoning, next_id=owner._next_id,
                                   encrypted=isinstance(include, list)
-                                  and "reasoning.encrypted_content" in include)
+                                  and "reasoning.encrypted_content" in include,
+                                  items=reply.items)
         if fault is not None and fault.kind == "empty":
             output = []
-        out_text = "".join(p.get("text", "") for it in output if it["type"] == "message"
-                           for p in it["content"])
-        out_text += "".join(it["name"] + it["arguments"] for it in output
-                            if it["type"] == "function_call")
-        reasoning = text_tokens(reply.reasoning, owner.tokenizer) if reply.reasoning else 0
-        out_tokens = (text_tokens(out_text, owner.tokenizer) if out_text else 0) + reasoning
-        if output and not out_tokens:
-            out_tokens = 1
+        out_tokens, reasoning = responses_output_tokens(output, owner.tokenizer)
         usage = responses_usage(input_tokens=total,
                                 cached_tokens=min(total, owner.cache.prefix_usage(
                                     body, owner.tokenizer)),

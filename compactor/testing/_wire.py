@@ -563,6 +563,10 @@ class Reply:
             ``include`` lists ``"reasoning.encrypted_content"``, else null); its tokens
             count as ``output_tokens_details.reasoning_tokens``. Ignored by the other
             endpoints.
+        items: Responses API only: raw output items, sent as given (wins over ``text``,
+            ``tool_uses``, ``content`` and ``reasoning``); a missing item ``id``, a
+            function call's ``call_id`` and ``status`` are filled in, ``arguments`` given
+            as a mapping are JSON-encoded. Ignored by the other endpoints.
 
     On ``/v1/responses`` text blocks become one assistant ``message`` item
     (``output_text`` parts) and each tool use a ``function_call`` item (``call_id`` from
@@ -574,6 +578,7 @@ class Reply:
     content: tuple[Mapping[str, Any], ...] | None = None
     stop_reason: str | None = None
     reasoning: str | None = None
+    items: tuple[Mapping[str, Any], ...] | None = None
 
 
 def reply_blocks(reply: Reply, next_id: Any) -> list[dict[str, Any]]:
@@ -678,15 +683,68 @@ def chat_body(*, cmpl_id: str, model: str, content: list[dict[str, Any]], stop_r
                       "total_tokens": prompt_tokens + completion_tokens}}
 
 
+_ITEM_ID_PREFIX = {"message": "msg_loop_", "function_call": "fc_loop_", "reasoning": "rs_loop_"}
+
+
+def _complete_item(item: Mapping[str, Any], next_id: Any) -> dict[str, Any]:
+    """A raw output item with what the SDKs rely on filled in (see ``Reply.items``)."""
+    out = dict(item)
+    kind = out.get("type", "message")
+    out.setdefault("type", kind)
+    out.setdefault("id", next_id(_ITEM_ID_PREFIX.get(kind, "item_loop_")))
+    if kind == "function_call":
+        out.setdefault("call_id", next_id("call_loop_"))
+        if isinstance(out.get("arguments"), Mapping):
+            out["arguments"] = json.dumps(out["arguments"])
+        out.setdefault("arguments", "{}")
+        out.setdefault("status", "completed")
+    elif kind == "message":
+        out.setdefault("role", "assistant")
+        out.setdefault("status", "completed")
+        out["content"] = [{"annotations": [], **p} if isinstance(p, Mapping)
+                          and p.get("type") == "output_text" else p
+                          for p in out.get("content") or []]
+    elif kind == "reasoning":
+        out.setdefault("summary", [])
+    return out
+
+
+def responses_output_tokens(output: list[Mapping[str, Any]],
+                            tokenizer: ProviderTokenizer) -> tuple[int, int]:
+    """``(output_tokens, reasoning_tokens)`` of Responses output items: reasoning is its
+    summary text, the rest the text of messages and the name + arguments of calls (other
+    items: their JSON); at least 1 when there is any output."""
+    text = reasoning = ""
+    for it in output:
+        kind = it.get("type")
+        if kind == "message":
+            text += "".join(str(p.get("text", p.get("refusal", ""))) for p in it.get("content") or []
+                            if isinstance(p, Mapping))
+        elif kind == "function_call":
+            text += str(it.get("name", "")) + str(it.get("arguments", ""))
+        elif kind == "reasoning":
+            reasoning += "".join(str(p.get("text", "")) for p in it.get("summary") or []
+                                 if isinstance(p, Mapping))
+        else:
+            text += _canon(it)
+    r = text_tokens(reasoning, tokenizer) if reasoning else 0
+    n = (text_tokens(text, tokenizer) if text else 0) + r
+    return (max(n, 1) if output else 0), r
+
+
 def responses_output(content: list[dict[str, Any]], *, reasoning: str | None,
-                     next_id: Any, encrypted: bool = True) -> list[dict[str, Any]]:
+                     next_id: Any, encrypted: bool = True,
+                     items: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The Responses API output items of a reply: a ``reasoning`` item when ``reasoning``
     is given (its ``encrypted_content`` an opaque string when ``encrypted``, else null,
     as the API sends it only when ``include`` lists ``reasoning.encrypted_content``),
     the text blocks of ``content`` (Anthropic blocks, :func:`reply_blocks`) as
     one assistant ``message`` at the place of the first, each ``tool_use`` block as a
     ``function_call`` item (its ``id`` the ``call_id``); other blocks are dropped.
+    ``items`` (``Reply.items``), when given, are the output instead, completed.
     ``next_id(prefix)`` gives item ids."""
+    if items is not None:
+        return [_complete_item(i, next_id) for i in items]
     out: list[dict[str, Any]] = []
     if reasoning:
         out.append({"id": next_id("rs_loop_"), "type": "reasoning",
@@ -849,6 +907,7 @@ __all__: Sequence[str] = (
     "cache_breakpoints", "chat_body", "check_chat_request", "check_messages_request",
     "check_responses_request", "last_user_text", "message_body", "openai_error",
     "redact_headers", "reply_blocks", "responses_body", "responses_output",
+    "responses_output_tokens",
     "responses_stateful", "responses_stream_events", "responses_usage", "sse",
     "stream_events", "text_tokens", "RESPONSES_MIN_OUTPUT_TOKENS",
 )

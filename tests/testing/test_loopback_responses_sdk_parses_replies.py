@@ -228,3 +228,30 @@ async def test_max_tokens_stop_gives_incomplete_response(stream):
         await c.close()
     assert r.status == "incomplete" and r.incomplete_details.reason == "max_output_tokens"
     assert r.output_text == "cut sho"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_raw_output_items_are_sent_as_scripted(stream):
+    """`Reply(items=...)` sends the scripted output items (own `call_id`, two calls, a
+    mapping of arguments JSON-encoded) and the SDK parses them in that order."""
+    items = ({"type": "message", "role": "assistant",
+              "content": [{"type": "output_text", "text": "Two searches."}]},
+             {"type": "function_call", "call_id": "call_mine_1", "name": "search",
+              "arguments": {"q": "OSL"}},
+             {"type": "function_call", "call_id": "call_mine_2", "name": "search",
+              "arguments": '{"q": "BGO"}'})
+    with LoopbackServer(lambda r: Reply(items=items)) as srv:
+        c = client(srv)
+        async with asyncio.timeout(DEADLINE):
+            if stream:
+                events = [e async for e in await c.responses.create(
+                    model="gpt-4o-mini", input="hi", tools=TOOLS, stream=True)]
+                r = events[-1].response
+            else:
+                r = await c.responses.create(model="gpt-4o-mini", input="hi", tools=TOOLS)
+        await c.close()
+    assert [o.type for o in r.output] == ["message", "function_call", "function_call"]
+    assert r.output_text == "Two searches."
+    assert [(o.call_id, json.loads(o.arguments)) for o in r.output[1:]] == [
+        ("call_mine_1", {"q": "OSL"}), ("call_mine_2", {"q": "BGO"})]
+    assert len({o.id for o in r.output}) == 3
