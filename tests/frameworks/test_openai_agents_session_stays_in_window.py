@@ -5,6 +5,7 @@ as a conversation of 64 short runs (``get_items`` alone)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,26 @@ async def test_one_run_of_64_tool_turns_compacts_every_model_call(tmp_path: Path
     else:
         assert last[0] == {"role": "system", "content": SYSTEM} and _is_summary(last[1])
     assert session.calibrator.state("gpt-4o").observations >= TURNS
+
+
+def test_run_sync_compacts_the_same_way(tmp_path: Path):
+    """``Runner.run_sync`` (no loop running in the caller) of 64 tool turns with the filter:
+    valid requests, >= 3 compactions in the ledger, the archive equal to the stored items."""
+    h = make_harness(tmp_path)
+    sid = "oa-sync"
+    try:
+        agent, raw, session = _session(h, tmp_path, sid, responses_model(h.server.url))
+        result = Runner.run_sync(
+            agent, PROMPT, session=session, max_turns=TURNS + 1, hooks=session.hooks,
+            run_config=RunConfig(call_model_input_filter=session.call_model_input_filter))
+    finally:
+        h.server.stop()
+    assert result.final_output == FINAL
+    assert h.server.violations == [] and len(model_requests(h)) == TURNS + 1
+    records = ledger_compactions(h, sid)
+    assert len(records) >= 3
+    stored = asyncio.run(raw.get_items())
+    _check_archive(h, sid, stored[:-1], records)
 
 
 async def test_reasoning_items_stay_with_their_turn(tmp_path: Path):
