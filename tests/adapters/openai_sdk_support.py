@@ -43,21 +43,24 @@ FIRST_PROMPT = "TICKET-100: the payment tests fail; fix them."
 @dataclass
 class ScriptedModel:
     """The loopback server's responder: every eighth answer is text, the others call
-    ``read_file`` (and ``run_tests`` too, in parallel, every fifth)."""
+    ``read_file`` (and ``run_tests`` too, in parallel, every fifth); with ``reasoning``,
+    every Responses answer starts with a reasoning item."""
 
+    reasoning: bool = False
     _n: itertools.count = field(default_factory=itertools.count)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, request: RecordedRequest) -> Reply:
         with self._lock:
             n = next(self._n)
+        thought = f"Step {n}: which file fails next?" if self.reasoning else None
         if n % 8 == 7:
             return Reply(text=f"Step {n}: the tests point at src/billing_{n % 7}.py; "
-                         "I will patch it next.")
+                         "I will patch it next.", reasoning=thought)
         uses: tuple[tuple[str, dict[str, Any]], ...] = (("read_file", {"path": f"src/mod_{n}.py"}),)
         if n % 5 == 0:
             uses += (("run_tests", {"target": f"tests/test_{n}.py"}),)
-        return Reply(text="Let me look.", tool_uses=uses)
+        return Reply(text="Let me look.", tool_uses=uses, reasoning=thought)
 
 
 def next_prompt(t: int) -> str:
@@ -92,9 +95,10 @@ class Harness:
         return [r for r in read_records(self.ledger_path) if r.get("event") == "compaction"]
 
 
-def make_harness(tmp: Path, **server_kw: Any) -> Harness:
+def make_harness(tmp: Path, *, reasoning: bool = False, **server_kw: Any) -> Harness:
     """The harness (the server started; stop it with ``h.server.stop()``)."""
-    server = LoopbackServer(ScriptedModel(), max_context_tokens=WINDOW, **server_kw).start()
+    server = LoopbackServer(ScriptedModel(reasoning), max_context_tokens=WINDOW,
+                            **server_kw).start()
     store = SessionStore(tmp / "store")
     ledger_path = tmp / "ledger" / "ledger.jsonl"
     ledger = Ledger(ledger_path, fsync="never")
@@ -214,13 +218,16 @@ def _final_response(events: list[Any]) -> Any:
     return done[0]
 
 
-def _responses_turn(items: list[dict[str, Any]], text: str,
-                    calls: list[tuple[str, str, str]], t: int) -> None:
-    """Append the model's output (as input items the agent builds itself) and what answers
-    it: one ``function_call_output`` per call, else the next user message."""
-    if text:
+def _responses_turn(items: list[Any], text: str, calls: list[tuple[str, str, str]], t: int,
+                    output: list[Any] | None = None) -> None:
+    """Append the model's output (``output``: the SDK's own items, else input items the
+    agent builds itself) and what answers it: one ``function_call_output`` per call, else
+    the next user message."""
+    if output is not None:
+        items += output
+    if text and output is None:
         items.append({"role": "assistant", "content": text})
-    for i, n, a in calls:
+    for i, n, a in (calls if output is None else ()):
         items.append({"type": "function_call", "call_id": i, "name": n, "arguments": a})
     for i, n, a in calls:
         items.append({"type": "function_call_output", "call_id": i, "output": tool_output(n, a, t)})
@@ -238,6 +245,21 @@ async def responses_loop(client: Any, turns: int = TURNS, *, stream: bool = Fals
         _record(run, client, got)
         resp = _final_response([e async for e in got]) if stream else got
         _responses_turn(items, *_read_output(resp.output), t)
+    return run
+
+
+async def reasoning_loop(client: Any, turns: int = TURNS) -> Run:
+    """An async agent on a reasoning model without provider-side state (``store=False``,
+    encrypted reasoning asked for), extending its input with the SDK's own
+    ``response.output`` items, as OpenAI's guide does. ``run.sent`` holds the items as the
+    SDK's ``to_dict(mode="json")`` serializes them."""
+    run, items = Run(), [{"role": "user", "content": FIRST_PROMPT}]
+    for t in range(turns):
+        run.sent = [m.to_dict(mode="json") if hasattr(m, "to_dict") else dict(m) for m in items]
+        got = await client.responses.create(store=False, include=["reasoning.encrypted_content"],
+                                            **responses_kwargs(items))
+        _record(run, client, got)
+        _responses_turn(items, *_read_output(got.output), t, output=got.output)
     return run
 
 

@@ -15,7 +15,7 @@ from compactor.testing import CHAT_PATH, RESPONSES_PATH
 
 from openai_sdk_support import (AGENT_MODEL, API_KEY, MAX_TOKENS, SYSTEM, TOOLS_CHAT,
                                 TOOLS_RESPONSES, TURNS, WINDOW, agent_requests, chat_loop,
-                                check_run, make_harness, responses_loop)
+                                check_run, make_harness, reasoning_loop, responses_loop)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -52,3 +52,23 @@ async def test_agent_loop_compacts_with_valid_requests_ledger_and_archive(
     # include_usage is asked for on streamed chat calls only
     assert all(("stream_options" in r.json) is (stream and api == "chat") for r in calls)
     assert client.calibration(AGENT_MODEL).observations == TURNS
+
+
+async def test_reasoning_model_loop_keeps_encrypted_reasoning_with_its_calls(tmp_path: Path):
+    """A stateless reasoning-model agent that extends its input with response.output (the
+    SDK's reasoning, message and function_call objects): 64 turns, >= 3 compactions, 0
+    violations (no reasoning item sent without the item it precedes), restore == the
+    items as the SDK serializes them, encrypted content sent unchanged."""
+    h = make_harness(tmp_path, reasoning=True)
+    raw = openai.AsyncOpenAI(base_url=h.server.url + "/v1", api_key=API_KEY, max_retries=0)
+    client = CompactingOpenAI(raw, h.compactor, window=WINDOW, session_id="reasoning")
+    try:
+        run = await reasoning_loop(client)
+    finally:
+        await raw.close()
+        h.server.stop()
+    check_run(h, run, "reasoning", RESPONSES_PATH)
+    sent = [i for r in agent_requests(h, RESPONSES_PATH) for i in r.json["input"]
+            if i.get("type") == "reasoning"]
+    assert sent and all(i["encrypted_content"].startswith("gAAAA") for i in sent)
+    assert sum(m.get("type") == "reasoning" for m in run.sent) >= TURNS - 1
