@@ -2,7 +2,8 @@
 
 Old tool results (those of every tool use but the last ``keep_last``) are replaced by a
 short placeholder naming the archived message (its ordinal) and the identifiers the
-result held; the ``tool_result`` block (Anthropic) or ``tool`` message (OpenAI) stays, so
+result held; the ``tool_result`` block (Anthropic), ``tool`` message (OpenAI) or
+``function_call_output`` item (Responses, its ``output`` replaced) stays, so
 every call keeps its answer and the history stays valid. Anthropic's ``clear_tool_uses``
 context edit, LangChain's ``ClearToolUsesEdit`` and OpenAI's ``ToolOutputTrimmer`` do the
 same. Pure: :func:`plan_clearings` decides from messages and counts, :func:`clear`
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._facts import extract_facts
-from ._format import Format, blocks, tool_result_text
+from ._format import Format, blocks, output_text, tool_result_text
 from ._tokens import TokenCounter
 
 #: Every placeholder starts with this (a result already cleared is not cleared again).
@@ -33,7 +34,7 @@ class Clearing:
     Attributes:
         index: the message holding the result.
         block: its ``tool_result`` block index (Anthropic), or -1 (an OpenAI ``tool``
-            message: its whole content).
+            message: its whole content; a Responses output item: its whole ``output``).
         tool: the tool's name.
         call_id: the tool_use / tool_call id it answers.
         tokens_saved: estimated tokens removed (result text minus placeholder).
@@ -62,6 +63,15 @@ def _results(messages: Sequence[Mapping[str, Any]], fmt: Format
     order: list[str] = []
     names: dict[str, str] = {}
     found: list[tuple[int, int, str, str]] = []
+    if fmt is Format.RESPONSES:
+        for i, m in enumerate(messages):
+            t = m.get("type")
+            if t in ("function_call", "custom_tool_call"):
+                order.append(str(m.get("call_id")))
+                names[str(m.get("call_id"))] = str(m.get("name"))
+            elif t in ("function_call_output", "custom_tool_call_output"):
+                found.append((i, -1, str(m.get("call_id")), output_text(m)))
+        return order, names, found
     for i, m in enumerate(messages):
         role = m.get("role")
         if role == "assistant":
@@ -117,6 +127,10 @@ def plan_clearings(messages: Sequence[Mapping[str, Any]], fmt: Format, *, keep_l
             continue
         if text.startswith(CLEARED_PREFIX):
             continue
+        if fmt is Format.RESPONSES and not isinstance(messages[i].get("output"), str) and any(
+                isinstance(x, Mapping) and x.get("type") not in ("input_text", "output_text")
+                for x in messages[i].get("output") or []):
+            continue  # images and files are not cleared
         if k >= 0:
             content = messages[i]["content"][k].get("content")
             if isinstance(content, list) and any(isinstance(x, Mapping) and x.get("type") != "text"
@@ -138,11 +152,14 @@ def plan_clearings(messages: Sequence[Mapping[str, Any]], fmt: Format, *, keep_l
 def clear(message: Mapping[str, Any], clearings: Sequence[Clearing],
           ordinal: int | None) -> dict[str, Any]:
     """A copy of ``message`` with the given results replaced by their placeholders (the
-    ``tool_result`` block and its ``tool_use_id``/``is_error`` stay)."""
+    ``tool_result`` block and its ``tool_use_id``/``is_error`` stay; a Responses output
+    item keeps its ``call_id`` and gets the placeholder as its ``output``)."""
     m = copy.deepcopy(dict(message))
     for c in clearings:
         text = placeholder(c, ordinal)
-        if c.block < 0:
+        if c.block < 0 and "output" in m and m.get("type", "message") != "message":
+            m["output"] = text
+        elif c.block < 0:
             m["content"] = text
         else:
             m["content"][c.block] = {**m["content"][c.block], "content": text}

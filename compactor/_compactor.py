@@ -25,7 +25,7 @@ from typing import Any
 
 from ._errors import CompactorError, ConfigError, ContextOverflowError, InvalidHistoryError
 from ._facts import missing
-from ._format import SUMMARY_CLOSE, SUMMARY_OPEN, Format, detect_format, text_of
+from ._format import SUMMARY_CLOSE, SUMMARY_OPEN, Format, detect_format, messages_view, text_of
 from ._plan import Plan, PlanConfig, apply, plan, summary_message
 from ._prices import DEFAULT_PRICES, price_usage
 from ._session import (HistoryRewriteError, Resolution, SessionState, after_compaction, commit,
@@ -688,6 +688,9 @@ class MessageCompactor:
             prev = _summary_text(work[p.previous_summary_index])
         span_idx = [i for i in p.evicted if i != p.previous_summary_index]
         span = [work[i] for i in span_idx]
+        sf = f
+        if f is Format.RESPONSES:     # summarizers read Responses items as Messages API shapes
+            sf, span = Format.ANTHROPIC, messages_view(span)
         kept = [work[i] for i in p.kept]
         summary: str | None = None
         used_name: str | None = None
@@ -698,7 +701,7 @@ class MessageCompactor:
         # a budget of 0 means the plan left no room for a summary
         if self.summarize and p.evicted and p.summary_budget > 0:
             kept_text = "\n".join(text_of(m) for m in kept)
-            req = _request(span, f, prev, p.summary_budget, self.counter, session_id,
+            req = _request(span, sf, prev, p.summary_budget, self.counter, session_id,
                            kept_text, usage, s.checkpoint, [r.ordinals[i] for i in span_idx],
                            extra)
             summary, used_name = await self._summaries.run(req, session_id=session_id,

@@ -305,3 +305,44 @@ def leading_system_count(messages: Sequence[Message], fmt: Format) -> int:
         else:
             break
     return n
+
+
+
+def messages_view(items: Sequence[Message]) -> list[dict[str, Any]]:
+    """Responses items read as Anthropic Messages API messages, one message per item
+    (same length, same order), for the code that reads a span's text (summarizers, the
+    checkpoint, must-keep extraction), which then treats calls and outputs as it treats
+    ``tool_use``/``tool_result`` blocks: a message keeps its role and gets its text as a
+    ``text`` block; a call becomes an assistant ``tool_use`` block (``input``: the parsed
+    ``arguments`` object, else the raw string); a call's output a user ``tool_result``
+    block; a reasoning item an assistant ``thinking`` block with its summary (left out of
+    prose, as Anthropic thinking is); any other item an empty assistant message. Never
+    sent: the compactor returns the caller's own items."""
+    import json
+
+    out: list[dict[str, Any]] = []
+    for m in items:
+        t = m.get("type")
+        if t is None or t == "message":
+            text = text_of(m)
+            out.append({"role": str(m.get("role")),
+                        "content": [{"type": "text", "text": text}] if text else []})
+        elif t in RESPONSES_CALLS:
+            raw = m.get("arguments", m.get("input", ""))
+            try:
+                args = json.loads(raw) if isinstance(raw, str) else raw
+            except ValueError:
+                args = raw
+            out.append({"role": "assistant", "content": [
+                {"type": "tool_use", "id": str(m.get("call_id")), "name": str(m.get("name")),
+                 "input": args if isinstance(args, dict) else {"input": args}}]})
+        elif t in RESPONSES_OUTPUTS:
+            out.append({"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": str(m.get("call_id")),
+                 "content": output_text(m)}]})
+        elif t == "reasoning":
+            out.append({"role": "assistant",
+                        "content": [{"type": "thinking", "thinking": _item_text(m)}]})
+        else:
+            out.append({"role": "assistant", "content": []})
+    return out

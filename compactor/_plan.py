@@ -417,6 +417,10 @@ def _plan_truncations(messages: Sequence[Mapping[str, Any]], units: Sequence[Uni
                 text = m["content"]
                 cands.append((counter.count(text), i, -1, len(text)))
                 continue
+            if m.get("type") == "function_call_output" and isinstance(m.get("output"), str):
+                text = m["output"]      # a Responses call output
+                cands.append((counter.count(text), i, -1, len(text)))
+                continue
             if not isinstance(m.get("content"), list):
                 continue
             for b_i, b in enumerate(blocks(m)):
@@ -512,8 +516,9 @@ def _shorten(message: Mapping[str, Any], ts: Sequence[Truncation]) -> dict[str, 
     m = copy.deepcopy(dict(message))
     for t in ts:
         if t.block < 0:
-            text = m["content"]
-            m["content"] = text[:t.keep_chars] + truncation_notice(len(text) - t.keep_chars)
+            key = "output" if m.get("type") == "function_call_output" else "content"
+            text = m[key]
+            m[key] = text[:t.keep_chars] + truncation_notice(len(text) - t.keep_chars)
             continue
         b = m["content"][t.block]
         c = b.get("content")

@@ -44,7 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from ._format import Format, blocks, detect_format, is_summary, tool_result_text
+from ._format import (RESPONSES_ITEMS, Format, blocks, detect_format, is_summary, role_of,
+                      text_of, tool_result_text)
 from ._store import branch_records, canonical_json, chain_id, content_hash
 from ._tokens import MESSAGE_OVERHEAD, TokenCounter
 from ._units import group_units
@@ -528,6 +529,17 @@ def _parts(m: Mapping[str, Any]) -> list[tuple[str, str]]:
     the model's private scratch and costly)."""
     out: list[tuple[str, str]] = []
     role = str(m.get("role"))
+    t0 = m.get("type")
+    if t0 in RESPONSES_ITEMS and t0 != "message":      # a Responses item
+        if t0 == "reasoning" or t0 == "compaction":
+            return []                                   # private scratch / opaque
+        cid = m.get("call_id")
+        label = (f"tool_call {m.get('name')} id={cid}" if t0 in ("function_call",
+                                                                 "custom_tool_call")
+                 else f"tool_result for id={cid}" if cid is not None else str(t0))
+        text = str(m.get("arguments", m.get("input", ""))) if t0 in (
+            "function_call", "custom_tool_call") else text_of(m)
+        return [(label, text)] if text or label else []
     for b in blocks(m):
         t = b.get("type")
         if t in ("text", "input_text", "output_text"):
@@ -572,7 +584,7 @@ def render_message(ordinal: int, m: Mapping[str, Any], *, cap: int | None = None
         txt = txt if cap is None else _cut(txt, cap, terms)
         lines.append(f"({lab}) {txt}" if lab else txt)
     body = "\n".join(lines).replace(RECALL_CLOSE, "</recalled_context_>")
-    return f"[{ordinal}] {m.get('role')}: {body}"
+    return f"[{ordinal}] {m.get('role') or m.get('type')}: {body}"
 
 
 def _render(units: Sequence[Sequence[tuple[int, Mapping[str, Any], int | None]]],
@@ -720,7 +732,10 @@ def newest_user_text(messages: Sequence[Mapping[str, Any]], fmt: Format) -> str:
 
 def recall_message(block: RecallBlock, fmt: Format) -> dict[str, Any]:
     """The block as a message of its own: a ``user`` message (Anthropic: one text block;
-    OpenAI: string content)."""
+    OpenAI: string content; Responses: a ``message`` item with one ``input_text``)."""
+    if fmt is Format.RESPONSES:
+        return {"type": "message", "role": "user",
+                "content": [{"type": "input_text", "text": block.text}]}
     if fmt is Format.ANTHROPIC:
         return {"role": "user", "content": [{"type": "text", "text": block.text}]}
     return {"role": "user", "content": block.text}
@@ -734,8 +749,9 @@ def place_recall(work: Sequence[Mapping[str, Any]], fmt: Format,
       that message; a string content becomes one text block first), so roles still
       alternate and every block before it -- where a client's cache breakpoint goes --
       is unchanged.
-    * OpenAI: a user message just before the last message when that is a user message,
-      else (a tool loop in progress, the last message a tool result) after it.
+    * OpenAI and Responses: a user message just before the last message when that is a
+      user message, else (a tool loop in progress, the last message a tool result or a
+      call's output item) after it.
 
     Every other message is the same object. Pure; ``work`` is not changed. An empty block
     or a history with no user message gives ``list(work)``.
@@ -754,10 +770,10 @@ def place_recall(work: Sequence[Mapping[str, Any]], fmt: Format,
             out[i] = {**m, "content": prior + [{"type": "text", "text": block.text}]}
             return out
         return out
-    last = out[-1]
-    if last.get("role") == "user":
+    last = role_of(out[-1], fmt)
+    if last == "user":
         out.insert(len(out) - 1, recall_message(block, fmt))
-    elif last.get("role") == "tool":
+    elif last == "tool":
         out.append(recall_message(block, fmt))
     return out
 

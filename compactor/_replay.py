@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ._compactor import MessageCompactor
 from ._errors import ConfigError, ContextOverflowError, InvalidHistoryError
 from ._facts import normalize
-from ._format import Format, detect_format, text_of
+from ._format import RESPONSES_ITEMS, Format, detect_format, role_of, text_of
 from ._validate import fix_for, validate
 
 
@@ -156,10 +156,14 @@ def _check_message(i: int, m: Any) -> None:
     where = f"messages[{i}]"
     if not isinstance(m, dict):
         raise _Bad(where, "shape", f"is {_kind(m)}, not a message object", fix_for("shape"))
+    t = m.get("type")
+    if "role" not in m and isinstance(t, str) and t != "message":
+        _check_value(where, m)      # a Responses item (function_call, reasoning, ...)
+        return
     if not isinstance(m.get("role"), str):
         got = "no 'role'" if "role" not in m else f"role {_kind(m['role'])}"
-        raise _Bad(where, "shape", f"has {got}; a message needs a string 'role'",
-                   fix_for("shape"))
+        raise _Bad(where, "shape", f"has {got}; a message needs a string 'role' (a Responses "
+                   "item a string 'type')", fix_for("shape"))
     content = m.get("content")
     fix_content = ("make content a string or a list of content blocks ({\"type\": \"text\", "
                    "\"text\": ...}, tool_use, tool_result...)")
@@ -286,9 +290,12 @@ def read_conversations(path: str | Path, fmt: str = "auto"
     JSON list of runs (``[{task_id, trial, traj: [...]}]``, tau-bench style), a JSON list of
     ``{id, messages}`` objects, a JSON object with ``messages``, or a plain JSON list of
     messages. A file is JSONL when at least two of its lines are each one ``{...}`` object.
+    Messages may be OpenAI Responses API items (``function_call``, ``reasoning``...;
+    detected, or ``fmt="responses"``); a leading ``system`` item then stays in the list.
 
     Each conversation is checked: its line is UTF-8 JSON, an object with a list of message
-    objects (string ``role``, content a string or a list of typed blocks), no lone
+    objects (string ``role``, or a Responses item's string ``type``; content a string or a
+    list of typed blocks), no lone
     surrogate, at most :data:`MAX_DEPTH` levels of nesting, ``probes`` a list of objects,
     and the provider rules of its format (``compactor.validate``). A conversation that fails
     is left out and named by an :class:`InputProblem` (its first problem).
@@ -377,7 +384,7 @@ def read_conversations(path: str | Path, fmt: str = "auto"
             cid = f"{p.stem}#{n}" if obj.get("id") is None else str(obj["id"])
             add(n, cid, lambda: _conversation(n, cid, obj.get("messages"), obj.get("probes"), fmt))
         return convs, problems
-    if any("role" in x for x in objs):
+    if any("role" in x or x.get("type") in RESPONSES_ITEMS for x in objs):
         add(1, p.stem, lambda: _conversation(1, p.stem, data, None, fmt))
         return convs, problems
     if objs and all("input_schema" in x or "function" in x or "parameters" in x for x in objs):
@@ -600,9 +607,9 @@ async def replay_conversation(conv: Conversation, compactor: MessageCompactor, s
     history: list[Any] = []
     broken = False
     for msg in msgs:
-        is_call = (msg.get("role") == "assistant" and history
-                   and history[-1].get("role") != "assistant"
-                   and any(m.get("role") != "system" for m in history))
+        is_call = (role_of(msg, f) == "assistant" and history
+                   and role_of(history[-1], f) != "assistant"
+                   and any(role_of(m, f) != "system" for m in history))
         if is_call and not broken:
             try:
                 res = await compactor.compact_if_needed(history, system=conv.system, tools=tools,
@@ -626,7 +633,7 @@ async def replay_conversation(conv: Conversation, compactor: MessageCompactor, s
             if window is not None and sent > res.window:
                 stats.over_window += 1
             new_rules = {v.rule for v in validate(request, f)} - input_rules
-            if request and request[-1].get("role") == "assistant":
+            if request and role_of(request[-1], f) == "assistant":
                 new_rules.add("trailing_assistant")
             if new_rules:
                 stats.invalid_histories += 1

@@ -9,7 +9,8 @@ Rule codes (``Violation.rule``):
 * ``empty_messages`` -- the list is empty.
 * ``shape`` -- a message is not a dict with a string role.
 * ``role`` -- a role the format does not allow (Anthropic: only ``user``/``assistant``).
-* ``empty_content`` -- empty string or empty list content (Anthropic; OpenAI user/system).
+* ``empty_content`` -- empty string or empty list content (Anthropic; OpenAI user/system;
+  a Responses message item).
 * ``misplaced_block`` -- ``tool_use`` in a user message or ``tool_result`` in an assistant one.
 * ``duplicate_tool_id`` -- a ``tool_use`` id used twice in one request (Anthropic).
 * ``unanswered_call`` -- a call not answered by the immediately following message(s).
@@ -308,6 +309,8 @@ def _validate_responses(msgs: Sequence[Mapping[str, Any]], lo: int,
             if role not in _RESPONSES_ROLES:
                 out.append(Violation("role", i, f"role {role!r} is not a Responses message role "
                                      "(user, assistant, system, developer)"))
+            if m.get("content") in (None, "", []):
+                out.append(Violation("empty_content", i, "message item content is empty"))
             close(False)
             pending, answered = {}, set()
             continue

@@ -134,12 +134,15 @@ def test_reasoning_must_be_followed_by_its_item():
     assert "orphan_reasoning" not in PAIRING_RULES  # the API returns such runs itself
 
 
-def test_shape_and_role_are_checked():
-    """An item without a string type or role, and a role the Responses API lacks, are flagged."""
+def test_shape_role_and_empty_content_are_checked():
+    """An item without a string type or role, a role the Responses API lacks and a message
+    with empty content are flagged."""
     assert rules([user("hi"), {"content": "x"}]) == ["shape"]
     assert rules([user("hi"), {"type": "message", "role": "tool", "content": "x"}]) == ["role"]
     assert rules([user("hi"), {"type": "function_call", "name": "f", "arguments": "{}"}]) \
         == ["shape"]
+    assert rules([user("hi"), {"type": "message", "role": "assistant", "content": []}]) \
+        == ["empty_content"]
 
 
 def test_incremental_check_matches_the_full_check():
