@@ -51,6 +51,7 @@ from ._calibration import Calibrator, call_window
 
 require("agents", extra="openai-agents", what="compactor.adapters.openai_agents")
 from agents.lifecycle import RunHooks  # noqa: E402
+from agents.models import get_default_model  # noqa: E402
 from agents.run_config import CallModelData, ModelInputData  # noqa: E402
 
 FMT = Format.RESPONSES
@@ -73,8 +74,12 @@ def _tool_schemas(tools: Sequence[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _model_name(model: Any) -> str | None:
-    """An agent's ``model`` as a name: a str as it is, a ``Model`` object's ``model``."""
+def _agent_model(agent: Any) -> str | None:
+    """The name of the model ``agent`` calls: its ``model`` when a str, a ``Model``
+    object's ``model``, the SDK's default model when it has none (None when unknown)."""
+    model = getattr(agent, "model", None)
+    if model is None and agent is not None:
+        return get_default_model()
     if isinstance(model, str):
         return model
     name = getattr(model, "model", None)
@@ -100,7 +105,7 @@ class _CalibratingHooks(RunHooks[Any]):
 
     async def on_llm_end(self, context: Any, agent: Any, response: Any) -> None:
         n = getattr(getattr(response, "usage", None), "input_tokens", 0)
-        model = self._session.model or _model_name(getattr(agent, "model", None)) \
+        model = self._session.model or _agent_model(agent) \
             or self._session._seen_model
         if model and isinstance(n, int):
             self._session.observe_usage(model, n)
@@ -136,7 +141,8 @@ class CompactingSession:
             no store).
         session_id: the compactor session (default: ``session.session_id``).
         agent: the agent this session serves, read for the defaults of ``model`` (its
-            model's name), ``instructions`` (when a str) and ``tools`` (its tools).
+            model's name; the SDK's default model when it names none), ``instructions``
+            (when a str) and ``tools`` (its tools).
         model: the model name, for the compactor's model/tier window and calibration
             (default: the agent's, else the one the filter last saw, else the
             ``provider_data`` model of the last stored model item).
@@ -186,7 +192,7 @@ class CompactingSession:
         self.compactor = compactor or MessageCompactor()
         self.compactor_session_id = session_id or str(session.session_id)
         if agent is not None:
-            model = model or _model_name(getattr(agent, "model", None))
+            model = model or _agent_model(agent)
             agent_instructions = getattr(agent, "instructions", None)
             if instructions is None and isinstance(agent_instructions, str):
                 instructions = agent_instructions
@@ -281,7 +287,7 @@ class CompactingSession:
         if not items:
             return md
         agent = data.agent
-        model = self.model or _model_name(getattr(agent, "model", None)) or self._seen_model
+        model = self.model or _agent_model(agent) or self._seen_model
         self._seen_model = model or self._seen_model
         agent_tools = getattr(agent, "tools", None)
         tools = _tool_schemas(agent_tools) if agent_tools else self.tools
