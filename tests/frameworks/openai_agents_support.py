@@ -29,14 +29,16 @@ def lookup(ticket: str) -> str:
 
 def chat_model(url: str) -> OpenAIChatCompletionsModel:
     """``gpt-4o`` through chat completions on the loopback server at ``url``."""
-    client = AsyncOpenAI(base_url=f"{url}/v1", api_key="sk-test", max_retries=0)
+    client = AsyncOpenAI(base_url=f"{url}/v1", api_key="sk-test", max_retries=0,
+                         timeout=30.0)
     return OpenAIChatCompletionsModel(model="gpt-4o", openai_client=client)
 
 
 def responses_model(url: str) -> OpenAIResponsesModel:
     """``gpt-4o`` through the Responses API (the SDK's default model class) on the
     loopback server at ``url``."""
-    client = AsyncOpenAI(base_url=f"{url}/v1", api_key="sk-test", max_retries=0)
+    client = AsyncOpenAI(base_url=f"{url}/v1", api_key="sk-test", max_retries=0,
+                         timeout=30.0)
     return OpenAIResponsesModel(model="gpt-4o", openai_client=client)
 
 
