@@ -423,7 +423,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("content-type", ctype)
         self.send_header("content-length", str(declared_length if declared_length is not None
                                                 else len(body)))
-        self.send_header("request-id", self._req_id)
+        self.send_header("request-id", self._req_id)        # Anthropic's name
+        self.send_header("x-request-id", self._req_id)      # OpenAI's (the SDK's _request_id)
         for k, v in (extra or {}).items():
             self.send_header(k, v)
         self.end_headers()
@@ -438,7 +439,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("content-type", "text/event-stream; charset=utf-8")
         self.send_header("cache-control", "no-cache")
         self.send_header("transfer-encoding", "chunked")
-        self.send_header("request-id", self._req_id)
+        self.send_header("request-id", self._req_id)        # Anthropic's name
+        self.send_header("x-request-id", self._req_id)      # OpenAI's (the SDK's _request_id)
         self.end_headers()
 
     def _chunk(self, data: bytes) -> None:

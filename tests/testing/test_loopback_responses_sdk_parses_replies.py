@@ -255,3 +255,14 @@ async def test_raw_output_items_are_sent_as_scripted(stream):
     assert [(o.call_id, json.loads(o.arguments)) for o in r.output[1:]] == [
         ("call_mine_1", {"q": "OSL"}), ("call_mine_2", {"q": "BGO"})]
     assert len({o.id for o in r.output}) == 3
+
+
+async def test_request_id_header_reaches_the_sdk():
+    """The OpenAI SDK reads a request id (`x-request-id`) from every reply, one per request."""
+    with LoopbackServer() as srv:
+        c = client(srv)
+        async with asyncio.timeout(DEADLINE):
+            a = await c.responses.create(model="gpt-4o-mini", input="hi")
+            b = await c.responses.create(model="gpt-4o-mini", input="hi")
+        await c.close()
+    assert a._request_id and b._request_id and a._request_id != b._request_id
