@@ -275,10 +275,11 @@ def _item_kind(item: Any) -> str | None:
 def _is_model_output(item: Mapping[str, Any], kind: str) -> bool:
     """Whether ``item`` is something the model produced (what a reasoning item precedes):
     an assistant message or any item that is neither a message of another role, a
-    ``function_call_output`` nor another ``reasoning`` item."""
+    ``function_call_output``, another ``reasoning`` item, an ``item_reference`` nor a
+    ``compaction`` item (the output of the compaction endpoint, not of a model turn)."""
     if kind == "message":
         return item.get("role") == "assistant"
-    return kind not in ("function_call_output", "reasoning", "item_reference")
+    return kind not in ("function_call_output", "reasoning", "item_reference", "compaction")
 
 
 def responses_problems(items: Any, *, open_calls_at_end: bool = False,
