@@ -320,7 +320,7 @@ def _print_run(rep: RunReport) -> None:
     print("actions: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
     b, a = rep.sizes_before, rep.sizes_after
     print(f"session bytes: {_num(b['sessions_bytes'])} -> {_num(a['sessions_bytes'])}"
-          + (f" (x{rep.reduction_factor:.2f} smaller)" if rep.reduction_factor else ""))
+          + _factor(rep.reduction_factor))
     print(f"ledger bytes:  {_num(b['ledger_bytes'])} -> {_num(a['ledger_bytes'])}")
     print("sessions per tier: " + ", ".join(f"{k} {v}" for k, v in rep.tiers.items()))
     for s in rep.skipped:
@@ -331,6 +331,14 @@ def _print_run(rep: RunReport) -> None:
     for n in rep.notes:
         print(f"note: {n}")
     print(f"{rep.duration_s:.2f} s")
+
+
+def _factor(f: float | None) -> str:
+    """`` (xN smaller)`` or, when the bytes grew (a database keeps deleted rows' space
+    until it reuses it), `` (xN larger)``."""
+    if not f:
+        return ""
+    return f" (x{f:.2f} smaller)" if f >= 1 else f" (x{1 / f:.2f} larger)"
 
 
 # ----------------------------------------------------------------------------- schedule

@@ -118,12 +118,14 @@ def check_health(cfg: MaintenanceConfig, *, now: datetime, deep: bool = False) -
         deep: also verify every archive payload's SHA-256 (reads every payload).
 
     Raises:
-        ConfigError: a URL store that cannot be reached or whose schema is behind.
+        ConfigError: a URL store without an archive folder, or one that cannot be
+            reached or whose schema is behind.
     """
     now = as_utc(now)
     h = cfg.health
     rep = HealthReport(now=iso(now))
     ledger = Path(os.path.abspath(cfg.ledger))
+    cfg.archive_root    # noqa: B018 - a URL store without an archive folder: ConfigError
     store = open_store(cfg)
     try:
         sz = sizes(cfg, store)
