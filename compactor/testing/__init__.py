@@ -2,9 +2,10 @@
 
 :class:`LoopbackServer` is a real HTTP server on ``127.0.0.1`` (ephemeral port) that
 speaks the Anthropic Messages API (JSON and SSE, ``count_tokens``), OpenAI chat
-completions and the OpenAI Responses API (JSON and SSE) closely enough for the real SDKs, validates every request against the
-provider rules (``server.violations``), records every request (credentials redacted)
-and injects scripted faults (:class:`Fault`). See ``docs/testing.md``.
+completions and the OpenAI Responses API (JSON and SSE, ``input_tokens``) closely enough
+for the real SDKs, validates every request against the provider rules
+(``server.violations``), records every request (credentials redacted) and injects
+scripted faults (:class:`Fault`). See ``docs/testing.md``.
 
 A pytest fixture, ``loopback_server``, lives in ``compactor.testing.pytest_plugin``
 (add ``pytest_plugins = ["compactor.testing.pytest_plugin"]`` to your root conftest).

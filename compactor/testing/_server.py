@@ -1,7 +1,7 @@
 """``LoopbackServer``: a real HTTP server on 127.0.0.1 that speaks the Anthropic
 Messages API, OpenAI chat completions and the OpenAI Responses API closely enough for
-the real SDKs, validates
-every request against the provider rules, records everything, and misbehaves on cue.
+the real SDKs, validates every request against the provider rules, records everything,
+and misbehaves on cue.
 
 The message rules (tool pairing, roles, thinking) are judged by ``_rules.py``, a checker
 written separately from ``compactor.validate``, so the server is an independent oracle of
@@ -83,7 +83,8 @@ class Fault:
     def error(cls, status: int, *, retry_after: float | str | None = None,
               message: str | None = None) -> "Fault":
         """Answer with HTTP ``status`` and an Anthropic-style (or OpenAI-style, on the
-        chat and Responses paths) error body; ``retry_after`` in seconds (a number) or an HTTP date (str)."""
+        chat and Responses paths) error body; ``retry_after`` in seconds (a number) or an
+        HTTP date (str)."""
         ra = None if retry_after is None else (
             retry_after if isinstance(retry_after, str) else f"{retry_after:g}")
         return cls("status", status=status, retry_after=ra, message=message)

@@ -718,8 +718,8 @@ def responses_output_tokens(output: list[Mapping[str, Any]],
     for it in output:
         kind = it.get("type")
         if kind == "message":
-            text += "".join(str(p.get("text", p.get("refusal", ""))) for p in it.get("content") or []
-                            if isinstance(p, Mapping))
+            text += "".join(str(p.get("text", p.get("refusal", "")))
+                            for p in it.get("content") or [] if isinstance(p, Mapping))
         elif kind == "function_call":
             text += str(it.get("name", "")) + str(it.get("arguments", ""))
         elif kind == "reasoning":
