@@ -788,7 +788,7 @@ def responses_body(*, resp_id: str, request: Mapping[str, Any], output: list[dic
         "output": output,
         "parallel_tool_calls": request.get("parallel_tool_calls", True),
         "previous_response_id": request.get("previous_response_id"),
-        "reasoning": {"effort": None, "summary": None},
+        "reasoning": request.get("reasoning") or {"effort": None, "summary": None},
         "store": request.get("store", True),
         "temperature": request.get("temperature", 1.0),
         "text": request.get("text") or {"format": {"type": "text"}},
