@@ -13,10 +13,9 @@ from compactor import (ContextOverflowError, Format, HeuristicCounter, MessageCo
 from compactor._format import is_summary
 from compactor.testing._rules import responses_problems
 
+from test_properties import WORDS   # the chat formats' property tests' words
+
 R = Format.RESPONSES
-WORDS = st.lists(st.sampled_from("alpha beta gamma ORD-1234 2024-05-15 $120.50 src/a.py "
-                                 "error fixed deploy HAT001 Mia Li please must".split()),
-                 min_size=1, max_size=60).map(" ".join)
 
 
 @st.composite
