@@ -13,6 +13,8 @@ chain that never fails the agent's call.
   ``AgentMiddleware``) and the LangChain converters (the ``[langchain]`` extra).
 * ``compactor.adapters.pydantic_ai`` -- ``CompactingHistoryProcessor`` and the Pydantic AI
   converters (the ``[pydantic-ai]`` extra).
+* ``compactor.adapters.openai_agents`` -- ``CompactingSession`` (an OpenAI Agents SDK
+  ``Session`` wrapping any session; the ``[openai-agents]`` extra).
 * This module -- the resilience pieces both use: ``RetryPolicy``, ``FallbackChain``,
   ``resilient_compactor``, and the ``Calibrator``.
 """
