@@ -45,9 +45,11 @@ from ._errors import InvalidHistoryError
 from ._format import (RESPONSES_CALLS, RESPONSES_MODEL_ITEMS, Format, blocks, calls_answered,
                       calls_opened, role_of)
 
-#: Rules that make a history unusable for compaction (pairs cannot be formed).
+#: Rules that make a history unusable for compaction (pairs cannot be formed; a
+#: Responses reasoning item without the item it belongs to is such a broken pair: the
+#: API refuses it, and a compaction that kept it would send it on).
 PAIRING_RULES = frozenset({"unanswered_call", "orphan_result", "duplicate_result",
-                           "misplaced_block", "shape", "role"})
+                           "misplaced_block", "shape", "role", "orphan_reasoning"})
 
 #: The fix for each rule code: what the caller changes in the history so the rule holds.
 #: Every error and CLI line built from a :class:`Violation` ends with its rule's fix, so
@@ -71,7 +73,8 @@ FIXES: dict[str, str] = {
                     "after them",
     "arguments_type": "send function.arguments as a JSON string (json.dumps of the object)",
     "orphan_reasoning": "keep each reasoning item directly before the message or call the "
-                        "model produced with it (the whole turn together), or drop it",
+                        "model produced with it (the whole turn together), or drop it (of "
+                        "two reasoning items in a row, drop the first)",
 }
 
 

@@ -131,7 +131,6 @@ def test_reasoning_must_be_followed_by_its_item():
     assert rules([user("hi"), call("a"), reasoning("r"), out("a"), user("q")]) \
         == ["orphan_reasoning"]
     assert rules([user("hi"), reasoning("r"), msg("assistant", "x")]) == []
-    assert "orphan_reasoning" not in PAIRING_RULES  # the API returns such runs itself
 
 
 def test_shape_role_and_empty_content_are_checked():
@@ -167,8 +166,14 @@ def test_summary_is_a_developer_message_item_after_the_system_items():
 
 
 async def test_invalid_input_is_refused_with_a_typed_error():
-    """The compactor refuses a Responses history with an orphaned output (no traceback)."""
+    """The compactor refuses a Responses history with an orphaned output, or with a
+    reasoning item the API would refuse, by a typed error naming the rule and its fix."""
     c = MessageCompactor()
     with pytest.raises(InvalidHistoryError) as e:
         await c.compact_if_needed([user("hi"), out("zz")], window=4000, fmt=R)
     assert e.value.rule == "orphan_result"
+    twice = [user("hi"), reasoning("r1"), reasoning("r2"), msg("assistant", "x"), user("q")]
+    with pytest.raises(InvalidHistoryError) as e:
+        await c.compact_if_needed(twice, window=4000, fmt=R)
+    assert e.value.rule == "orphan_reasoning" and e.value.index == 1
+    assert "drop the first" in str(e.value)
