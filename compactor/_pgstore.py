@@ -862,7 +862,8 @@ class PostgresStore:
 
     def taken_out(self) -> list[str]:
         """Session ids held in ``compactor_taken_out`` (by a maintenance step not yet
-        committed or recovered), sorted."""
+        committed or undone: a run in progress, or one killed whose host has not run
+        again), sorted."""
         with self._pool.connection() as conn:
             return sorted(r[0] for r in conn.execute(
                 "SELECT session_id FROM compactor_taken_out"))

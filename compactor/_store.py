@@ -239,6 +239,10 @@ class SessionStoreProtocol(Protocol):
     def finish_step_op(self, intent: Mapping[str, Any]) -> None:
         """Finish one of this store's intents after its step committed; idempotent."""
 
+    def taken_out(self) -> list[str]:
+        """Ids of sessions :meth:`take_out` holds aside for a step that has neither
+        committed nor been undone (an interrupted run), sorted."""
+
 
 @dataclass
 class _Index:
@@ -851,6 +855,11 @@ class FileSessionStore:
 
     def finish_step_op(self, intent: Mapping[str, Any]) -> None:
         """Nothing to finish (see :meth:`undo_step_op`)."""
+
+    def taken_out(self) -> list[str]:
+        """Always []: a folder taken out is in the step's trash, and the journal beside
+        the store (which ``health`` checks) says what an interrupted run left."""
+        return []
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,7 @@ def check_health(cfg: MaintenanceConfig, *, now: datetime, deep: bool = False) -
     store = open_store(cfg)
     try:
         sz = sizes(cfg, store)
+        interrupted = _interrupted(cfg, store)
     finally:
         close_store(store)
     facts = _ledger_facts(ledger, now, h.ratio_window_days)
@@ -179,7 +180,7 @@ def check_health(cfg: MaintenanceConfig, *, now: datetime, deep: bool = False) -
                                                   for s in skipped[:5]))
     rep.checks.append({"name": "last_maintenance", "ok": not (failed or skipped),
                        "detail": detail})
-    rep.checks.append(_interrupted(cfg))
+    rep.checks.append(interrupted)
     for c in rep.checks:
         if not c["ok"]:
             rep.alert("failed_check", h.failed_check_level, f"{c['name']}: {c['detail']}")
@@ -205,10 +206,26 @@ def check_health(cfg: MaintenanceConfig, *, now: datetime, deep: bool = False) -
     return rep
 
 
-def _interrupted(cfg: MaintenanceConfig) -> dict[str, Any]:
+def _interrupted(cfg: MaintenanceConfig, store: Any) -> dict[str, Any]:
+    """A journal left by a killed run while no run holds the lock; or, with no journal
+    here, sessions the store holds taken out while no run holds its run lock (a run
+    killed on another host, whose journal is there)."""
     state = cfg.state_dir
     journal = state / "journal.jsonl"
     if not journal.exists():
+        held = store.taken_out() if store is not None else []
+        if held:
+            try:
+                with store.run_lock(0):
+                    pass
+            except TimeoutError:
+                return {"name": "interrupted_maintenance", "ok": True,
+                        "detail": "a run is in progress"}
+            return {"name": "interrupted_maintenance", "ok": False,
+                    "detail": f"{len(held)} session(s) taken out by a run killed elsewhere "
+                              f"({', '.join(held[:3])}{', ...' if len(held) > 3 else ''}); "
+                              "fix: run `compactor maintain --run` on the host whose archive "
+                              "folder holds its journal"}
         return {"name": "interrupted_maintenance", "ok": True, "detail": "no journal"}
     lock = FileLock(str(state / "maintain.lock"))
     try:

@@ -56,7 +56,7 @@ def plan(ids: Sequence[str], steps: int = 5) -> dict[str, tuple[list, list[list]
 
 
 async def _drive(store: Any, p: dict[str, tuple[list, list[list]]]) -> dict[str, list]:
-    comp = MessageCompactor(counter=HeuristicCounter(), window=3000, store=store)
+    comp = MessageCompactor(counter=HeuristicCounter(), window=1500, store=store)
     sent_all = {}
     for sid, (first, more) in p.items():
         history, sent = list(first), list(first)

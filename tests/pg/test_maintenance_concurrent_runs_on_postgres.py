@@ -30,6 +30,10 @@ def _args(pg_url, tmp_path, host: str) -> list[str]:
             "--ledger", str(tmp_path / "ledger.jsonl"), "--now", NOW_ISO]
 
 
+def _health(pg_url, tmp_path, host: str) -> list[str]:
+    return ["health", "--json", *_args(pg_url, tmp_path, host)[2:]]
+
+
 def _assert_each_session_once(pg_url, tmp_path, sent) -> None:
     """Every aged session is in exactly one host's archive, in its tier, restoring what was
     sent; the young ones are in PostgreSQL as sent; nothing is left taken out."""
@@ -66,10 +70,11 @@ def test_two_racing_runs_archive_each_session_once(pg_url, tmp_path):
 
 def test_a_run_holding_the_lock_keeps_the_other_host_out(pg_url, tmp_path):
     """While one run is paused mid-step holding the store's run lock, a run from another
-    archive folder exits 1 naming the run lock and writes no entry; after the first is
-    killed with SIGKILL, the other host's next run recovers nothing of it (its journal is
-    on the first host) but archives every other session once, and the first host's
-    next run puts its taken-out session back and finishes."""
+    archive folder exits 1 naming the run lock and writes no entry (and its health sees
+    a run in progress); after the first is killed with SIGKILL, the other host's health
+    is critical about the taken-out session, its next run recovers nothing of it (the
+    journal is on the first host) but archives every other session once, and the first
+    host's next run puts its taken-out session back and finishes."""
     sent = _site(pg_url, tmp_path)
     trace = tmp_path / "points.txt"
     first = subprocess.Popen(child_argv(_args(pg_url, tmp_path, "host-a"), "action:pause:3",
@@ -84,10 +89,14 @@ def test_a_run_holding_the_lock_keeps_the_other_host_out(pg_url, tmp_path):
         assert not (tmp_path / "host-b").exists() or not any(
             (tmp_path / "host-b").glob("[0-9]*/*/*.json"))
         assert count_rows(pg_url, "compactor_taken_out") == 1   # the paused step's session
+        code, out, err = cli(_health(pg_url, tmp_path, "host-b"))
+        assert "a run is in progress" in out, out
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
     assert first.returncode == -signal.SIGKILL
+    code, out, err = cli(_health(pg_url, tmp_path, "host-b"))
+    assert code == 2 and "taken out by a run killed elsewhere" in out, (out, err)
     assert cli(_args(pg_url, tmp_path, "host-b"))[0] == 0
     assert count_rows(pg_url, "compactor_taken_out") == 1       # host-a's, until it recovers
     code, out, err = cli([*_args(pg_url, tmp_path, "host-a"), "--json"])

@@ -44,7 +44,8 @@ def test_a_pass_moves_aged_sessions_to_their_tiers_and_applies_retention(pg_url,
     leaves the young ones in PostgreSQL, deletes the one older than keep_days, records
     the run in the ledger, and leaves nothing taken out; every archive restores what was
     sent."""
-    sent, _, args = _site(pg_url, tmp_path)
+    sent, states, args = _site(pg_url, tmp_path)
+    assert all(states[sid]["compaction_count"] >= 1 for sid in AGES)   # states to age too
     code, out, err = cli(["maintain", "--run", "--json", *args])
     rep = json.loads(out)
     assert code == 0 and rep["status"] == "ok", (err, rep)
