@@ -1,7 +1,8 @@
 """`compactor maintain --run --store postgresql://...` on sessions the real MessageCompactor
 wrote to PostgreSQL: aged sessions leave the database for their tier's archive entry,
-marked ones age slower, a retention rule deletes what it names, and an archived session
-restores -- to a file or back into PostgreSQL -- exactly as it was sent."""
+marked ones age slower, a retention rule deletes what it names, an old empty session is
+vacuumed, and an archived session restores -- to a file or back into PostgreSQL -- exactly
+as it was sent."""
 
 from __future__ import annotations
 
@@ -100,3 +101,25 @@ def test_an_archived_session_goes_back_into_postgres_as_it_was_sent(pg_url, tmp_
     code, out, err = cli(["archive", "restore", sid, "--to-store", *args])
     assert code == 1 and "already in the live store" in err and len(err.splitlines()) == 1
     assert entries(tmp_path / "archive")[sid].tier == expected_tier(AGES[sid], False)
+
+
+def test_vacuum_removes_an_old_empty_session_from_postgres(pg_url, tmp_path):
+    """A session row with no message and no state, idle for three days, is vacuumed
+    (nothing left taken out); one idle for two hours stays."""
+    import psycopg
+
+    with PostgresStore(pg_url):
+        pass                                   # creates the tables
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        for sid, age in (("empty/old", "3 days"), ("empty/new", "2 hours")):
+            conn.execute("INSERT INTO compactor_sessions (session_id, active_at, created_at) "
+                         "VALUES (%s, timestamptz '2025-06-01T00:00:00Z' - %s::interval, "
+                         "timestamptz '2025-06-01T00:00:00Z' - %s::interval)", (sid, age, age))
+    start_ledger(tmp_path / "ledger.jsonl")
+    code, out, err = cli(["maintain", "--run", "--only", "vacuum", "--json", "--store", pg_url,
+                          "--archive", str(tmp_path / "archive"), "--ledger",
+                          str(tmp_path / "ledger.jsonl"), "--now", NOW_ISO])
+    assert code == 0 and json.loads(out)["counts"] == {"vacuum": 1}, (out, err)
+    with PostgresStore(pg_url) as store:
+        assert store.sessions() == ["empty/new"]
+    assert count_rows(pg_url, "compactor_taken_out") == 0
