@@ -14,6 +14,11 @@ replace     hard-link the old file to a backup,   rename the backup back over th
 remove      rename the file or folder into trash  rename it back from trash
 ========== ===================================== =========================================
 
+A session store may journal intents of its own (:meth:`Step.store_op`: a ``postgresql://``
+store's ``pg_take_out`` moves a session's rows aside in one transaction); the store
+undoes them (``undo_step_op``) and finishes them (``finish_step_op``), so the journal needs
+the store to recover them. A folder store uses only the file intents above.
+
 A step ends with a ``commit`` line; only then are its backups and trash deleted, and a
 ``done`` line written. So the journal always says what to do after a crash:
 
