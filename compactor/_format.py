@@ -213,6 +213,8 @@ def text_of(message: Message) -> str:
             parts.append(tool_result_text(b))
         elif t in ("input_text", "output_text"):
             parts.append(str(b.get("text", "")))
+        elif t == "refusal":
+            parts.append(str(b.get("refusal", "")))
     for c in message.get("tool_calls") or []:
         fn = c.get("function") or {}
         parts.append(f"{fn.get('name')}({fn.get('arguments', '')})")

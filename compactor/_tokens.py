@@ -153,6 +153,9 @@ def message_tokens(message: Mapping[str, Any], fmt: Format, counter: TokenCounte
                 total += IMAGE_TOKENS
             elif t == "refusal":
                 total += counter.count(str(b.get("refusal", "")))
+            elif t == "input_file":     # Responses: a file's base64 payload, like a document
+                total += counter.count(str(b.get("filename", ""))) \
+                    + len(str(b.get("file_data", ""))) // 4
             elif t == "document":
                 src = b.get("source")
                 src = src if isinstance(src, Mapping) else {}

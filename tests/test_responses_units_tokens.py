@@ -90,6 +90,10 @@ def test_every_item_kind_is_counted():
     assert message_tokens(user("hey"), R, c) == MESSAGE_OVERHEAD + 3
     comp = {"type": "compaction", "encrypted_content": "c" * 80}
     assert message_tokens(comp, R, c) == MESSAGE_OVERHEAD + 20
+    doc = {"role": "user", "content": [{"type": "input_text", "text": "read"},
+                                       {"type": "input_file", "filename": "a.pdf",
+                                        "file_data": "Q" * 4000}]}
+    assert message_tokens(doc, R, c) == MESSAGE_OVERHEAD + 4 + 5 + 1000
     other = {"type": "web_search_call", "id": "w"}
     assert message_tokens(other, R, c) > MESSAGE_OVERHEAD
 
