@@ -364,7 +364,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> MaintenanceConfig
 #: The defaults as a TOML document (printed by ``compactor maintain --print-config``).
 DEFAULT_TOML = """\
 [maintenance]
-# store = "compactor-data"                   # session store root ($COMPACTOR_HOME) or a postgresql:// URL
+# store = "compactor-data"                   # store folder or postgresql:// URL ($COMPACTOR_HOME)
 # ledger = "compactor-ledger/ledger.jsonl"   # ledger active segment ($COMPACTOR_LEDGER)
 # archive = "compactor-data/archive"         # JSON archives (default <store>/archive)
 counter = "heuristic"
