@@ -176,3 +176,25 @@ def test_a_segment_named_by_the_pattern_reads_its_whole_ledger_once(fleet, tmp_p
                             str(tmp_path / "host-0" / "ledger.jsonl")])
     assert paths == sorted(tmp_path.glob("host-*/ledger.jsonl"))
     assert figures(paths, "duckdb") == expected_stats(written)
+
+
+def test_lines_that_are_not_records_are_skipped_by_both_engines(fleet):
+    """Lines in the middle of a file that are not JSON, not objects, empty, or lack a proper schema_version/ts/event count for neither engine."""
+    paths, written = fleet
+    junk = [b"{not json\n", b"[1, 2]\n", b'"a string"\n', b"\n", b"   \n",
+            b'{"schema_version":"1","ts":"2025-03-02T00:00:00.000Z","event":"compaction",'
+            b'"session_id":null,"agent_id":"coder","tokens_before":10,"tokens_after":1}\n',
+            b'{"schema_version":true,"ts":"2025-03-02T00:00:00.000Z","event":"note",'
+            b'"session_id":null,"agent_id":"coder"}\n',
+            b'{"schema_version":1,"ts":20250302,"event":"note","session_id":null,'
+            b'"agent_id":"coder"}\n',
+            b'{"schema_version":1,"ts":"soon-ish-later","event":"note","session_id":null,'
+            b'"agent_id":"coder"}\n',
+            b'{"schema_version":1,"ts":"2025-03-02T00:00:00.000Z","event":["compaction"],'
+            b'"session_id":null,"agent_id":"coder"}\n']
+    for path in paths[:2]:
+        lines = path.read_bytes().splitlines(keepends=True)
+        path.write_bytes(b"".join(lines[:2] + junk + lines[2:]))
+    want = expected_stats(written)
+    assert figures(paths, "python") == want
+    assert figures(paths, "duckdb") == want
