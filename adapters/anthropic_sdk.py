@@ -86,6 +86,14 @@ def usage_input_tokens(usage: Any) -> int:
                ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
 
 
+def _sent_tokens(result: CompactionResult) -> int:
+    """Our estimate, in tokens, of the request sent for ``result``: ``tokens_after``,
+    plus the recalled block's tokens when question-time recall placed one in what was
+    sent (``result.to_send()``)."""
+    recalled = int(getattr(result.recall, "tokens", 0) or 0) if result.request_messages else 0
+    return result.tokens_after + recalled
+
+
 class AnthropicSummarizer:
     """A :class:`~compactor.Summarizer` that asks a Claude model for the summary.
 
@@ -178,16 +186,20 @@ class CompactingAnthropic:
     ``kwargs["messages"]`` (counting ``system`` and ``tools``, reserving ``max_tokens``),
     strip the compactor's pin flags, put a ``cache_control`` breakpoint on the summary
     message, and forward every other argument unchanged; they return the SDK's own objects
-    (``Message``, ``AsyncStream``, ``AsyncMessageStream``). Any other attribute is the
-    wrapped client's (``client.models``, ``client.messages.count_tokens``...).
+    (``Message``, ``AsyncStream``, ``AsyncMessageStream``). With question-time recall on
+    (a compactor with a store and ``recall_share > 0``), what is sent is
+    ``CompactionResult.to_send()``: the history plus the recalled block, the last text block
+    of the newest user turn, for this request only. Any other attribute is the wrapped
+    client's (``client.models``, ``client.messages.count_tokens``...).
 
     Self-calibration: after each non-streamed response (and at the end of a
     ``messages.stream``), the provider's input count (``usage_input_tokens``) is compared
-    with our estimate of that request; the per-model fit ``provider ~= slope x estimate +
-    offset`` (:meth:`calibration`, see :class:`Calibrator`) turns the provider's window into
-    the window, in our tokens, handed to the compactor. When a history is within ``exact_band`` of the
-    compaction threshold and was not compacted, ``messages.count_tokens`` gives the exact
-    count, which calibrates the factor before the decision is taken again.
+    with our estimate of that request (a recalled block's tokens included); the per-model
+    fit ``provider ~= slope x estimate + offset`` (:meth:`calibration`, see
+    :class:`Calibrator`) turns the provider's window into the window, in our tokens, handed
+    to the compactor. When a history is within ``exact_band`` of the compaction threshold
+    and was not compacted, ``messages.count_tokens`` gives the exact count, which
+    calibrates the factor before the decision is taken again.
 
     Args:
         client: the ``anthropic.AsyncAnthropic`` to wrap.
@@ -291,7 +303,8 @@ class CompactingAnthropic:
                 again = self._window(model, kwargs.get("max_tokens"))
                 if again != window:
                     r = await self._compact(kwargs, again)
-        out: list[Mapping[str, Any]] = strip_metadata(r.messages)
+        # what to send: the history, with question-time recall's block when one was placed
+        out: list[Mapping[str, Any]] = strip_metadata(r.to_send())
         if self.cache_summary:   # on every call that carries a summary, so its prefix is read
             out = mark_summary(out, kwargs)   # from the cache, not only on compacting calls
         self.last_result = r
@@ -318,9 +331,10 @@ class CompactingAnthropic:
         return n
 
     def observe(self, model: Any, result: CompactionResult | None, usage: Any) -> None:
-        """Calibrate ``model`` from a response's ``usage`` for the request ``result`` sent."""
+        """Calibrate ``model`` from a response's ``usage`` for the request ``result`` sent
+        (our estimate of it: :func:`_sent_tokens`)."""
         if self.calibrate and result is not None and isinstance(model, str) and usage is not None:
-            self.calibrator.observe(model, result.tokens_after, usage_input_tokens(usage))
+            self.calibrator.observe(model, _sent_tokens(result), usage_input_tokens(usage))
 
 
 class _CompactingMessages:
