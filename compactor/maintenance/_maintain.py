@@ -737,8 +737,8 @@ def archive_now(m: Maintenance, session_id: str) -> SessionView:
         raise busy
     store = m.store()
     if v is None or v.loaded is None or store is None:
-        raise ArchiveError(f"no live session {session_id!r} under {m.cfg.store}; fix: check the "
-                           "id with `compactor sessions list`")
+        raise ArchiveError(f"no live session {session_id!r} under {m.cfg.store_name}; fix: "
+                           "check the id with `compactor sessions list`")
     loaded = v.loaded
 
     def body(step: Step) -> None:
@@ -821,7 +821,7 @@ def mark(m: Maintenance, session_id: str, marked: bool = True) -> str:
     v = next((x for x in m.views() if x.session_id == session_id), None)
     store = m.store()
     if v is None:
-        raise ArchiveError(f"no session {session_id!r} in {m.cfg.store} or its archive; fix: "
+        raise ArchiveError(f"no session {session_id!r} in {m.cfg.store_name} or its archive; fix: "
                            "check the id with `compactor archive list`")
     if v.live is not None and store is not None:
         if v.live.marked != marked:
