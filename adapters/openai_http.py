@@ -144,8 +144,12 @@ def compacting_router(route: Route, compactor: MessageCompactor | None = None, *
     (OpenAI chat format, the system prompt included) with ``compactor``, counting
     ``kw["tools"]`` and reserving ``kw["max_tokens"]`` (or ``kw["max_completion_tokens"]``),
     strips pin flags, and calls ``route(compacted, **kw)`` with every keyword unchanged;
-    it returns what ``route`` returns. The window comes from ``window`` (tokens), else
-    the compactor's, else the model's tier: ``kw["model"]`` or ``model``.
+    it returns what ``route`` returns. With question-time recall on (a compactor with a
+    store and ``recall_share > 0``), ``compacted`` is ``CompactionResult.to_send()``: the
+    recalled block is a user message next to the newest user turn (``docs/recall.md``),
+    for this call only. The window comes from ``window`` (tokens), else the compactor's,
+    else the model's tier: ``kw["model"]`` or ``model``. The last result is the returned
+    function's ``last_result``.
 
     Raises (from the returned function): InvalidHistoryError, ContextOverflowError,
     ConfigError as ``MessageCompactor.compact_if_needed`` does; whatever ``route`` raises.
@@ -161,7 +165,8 @@ def compacting_router(route: Route, compactor: MessageCompactor | None = None, *
                                       tools=kw.get("tools"), max_tokens=reserve,
                                       session_id=session_id, window=window, fmt=Format.OPENAI)
         compacting.last_result = r  # type: ignore[attr-defined]
-        return await route(strip_metadata(r.messages), **kw)
+        # the history, with question-time recall's block when one was placed
+        return await route(strip_metadata(r.to_send()), **kw)
 
     compacting.last_result = None  # type: ignore[attr-defined]
     return compacting
