@@ -293,7 +293,8 @@ def _validate_responses(msgs: Sequence[Mapping[str, Any]], lo: int,
 
     def close(at_end: bool) -> None:
         for cid, at in pending.items():
-            if at_end and allow_open and all(role_of(msgs[j], Format.RESPONSES) == "assistant"
+            if at_end and allow_open and all(isinstance(msgs[j], Mapping) and
+                                             role_of(msgs[j], Format.RESPONSES) == "assistant"
                                              for j in range(at + 1, n)):
                 continue
             out.append(Violation("unanswered_call", at, f"No tool output found for function "
