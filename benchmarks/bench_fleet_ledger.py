@@ -55,9 +55,20 @@ MODELS = ["claude-sonnet-4-5", "claude-haiku-4-5", "gpt-4.1-mini"]
 COMMON = ("schema_version", "ts", "event", "session_id", "agent_id")
 
 
+_DAYS: dict[int, str] = {}
+#: one encoder for every line (json.dumps builds a new one per call when given options)
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _ts(ms: int) -> str:
-    """What the writer's format_ts gives for START + ms milliseconds."""
-    return (START + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")[:23] + "Z"
+    """What the writer's format_ts gives for START + ms milliseconds (START is midnight)."""
+    day, rest = divmod(ms, 86_400_000)
+    if day not in _DAYS:
+        _DAYS[day] = (START + timedelta(days=day)).strftime("%Y-%m-%d")
+    sec, milli = divmod(rest, 1000)
+    minute, sec = divmod(sec, 60)
+    hour, minute = divmod(minute, 60)
+    return f"{_DAYS[day]}T{hour:02d}:{minute:02d}:{sec:02d}.{milli:03d}Z"
 
 
 def event(rnd: random.Random, i: int) -> tuple[str, dict[str, Any]]:
@@ -119,7 +130,7 @@ def line(ms: int, name: str, fields: dict[str, Any]) -> str:
     for key in sorted(fields):
         if key not in ("session_id", "agent_id"):
             rec[key] = fields[key]
-    return json.dumps(rec, separators=(",", ":"), ensure_ascii=False) + "\n"
+    return _ENCODE(rec) + "\n"
 
 
 def shard_stream(shard: int, n: int, span_ms: int) -> Iterator[tuple[int, str, dict[str, Any]]]:
