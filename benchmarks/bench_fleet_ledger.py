@@ -250,7 +250,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--records", type=int, default=10_000_000)
     ap.add_argument("--shards", type=int, default=16)
-    ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "compactor-fleet-bench")
+    ap.add_argument("--dir", type=Path,
+                    default=Path(tempfile.gettempdir()) / "compactor-fleet-bench")
     ap.add_argument("--sample", type=int, default=100_000, help="records of the sample fleet")
     ap.add_argument("--no-python-full", action="store_true",
                     help="skip the python reader on the full set (time duckdb only there)")

@@ -19,8 +19,9 @@ invocation *started* with) and each agent:
   ledgers of a fleet are read in.
 
 Two folds fill the same :class:`BudgetReport`: :func:`compute_report` over records (the
-python engine) and :func:`report_from_rows` over the rows of :data:`REPORT_SQL` (the DuckDB
-engine, ``compactor.ledger._fleet``); both end in the same ordering and recommendations.
+python engine) and :func:`report_from_rows` over the rows of :func:`report_sql`'s statements
+(the DuckDB engine, ``compactor.ledger._fleet``); both end in the same ordering and
+recommendations.
 """
 
 from __future__ import annotations
@@ -238,8 +239,10 @@ SELECT ev, t,
             THEN agent_id->>'$' ELSE '{NO_AGENT}' END AS a,
        CASE WHEN json_type(profile) = 'VARCHAR' AND (profile->>'$') <> ''
             THEN profile->>'$' ELSE '(unknown)' END AS p,
-       CASE WHEN ev = 'usage' THEN TRY_CAST(tokens AS DOUBLE) / TRY_CAST(budget_tokens AS DOUBLE) END AS u,
-       CASE WHEN ev = 'usage' THEN TRY_CAST(tokens AS HUGEINT) > TRY_CAST(budget_tokens AS HUGEINT) END AS exc,
+       CASE WHEN ev = 'usage'
+            THEN TRY_CAST(tokens AS DOUBLE) / TRY_CAST(budget_tokens AS DOUBLE) END AS u,
+       CASE WHEN ev = 'usage'
+            THEN TRY_CAST(tokens AS HUGEINT) > TRY_CAST(budget_tokens AS HUGEINT) END AS exc,
        CASE WHEN ev = 'usage' AND json_type(blocked) IN ('BIGINT', 'UBIGINT')
             THEN greatest(TRY_CAST(blocked AS HUGEINT), 0) ELSE 0 END AS blk,
        CASE WHEN ev = 'budget_alert' THEN level->>'$' END AS lv
@@ -289,8 +292,9 @@ def report_from_rows(results: list[list[tuple[Any, ...]]], config: BudgetConfig,
             return profiles.setdefault(name, GroupStats(name, name))
         return agents.setdefault(name, GroupStats(name))
 
-    for p, a, *_ in (*alert_rows, *bump_rows):
-        group("p", p), group("a", a)
+    for p, a, *_ in (*alert_rows, *bump_rows):     # groups with alerts or bumps only
+        group("p", p)
+        group("a", a)
     for kind, name, n, total, top, p95_share, exceeded, blocked in usage_rows:
         g = group(kind, name)
         g.invocations, g.usage_sum, g.usage_max = int(n), float(total), float(top)

@@ -11,6 +11,7 @@ a folder or cannot be read, bad ``--since``, no sub-command), one line on stderr
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import sys
@@ -59,7 +60,7 @@ def ledger_path(args: argparse.Namespace) -> Path:
         raise ConfigError(f"--ledger {' '.join(values)} names {len(paths)} ledgers and this "
                           "command reads one; fix: pass one ledger (stats and budgets report "
                           "take many)", field="ledger")
-    return paths[0] if any(glob_chars in values[0] for glob_chars in "*?[") else Path(values[0])
+    return paths[0] if glob.has_magic(values[0]) else Path(values[0])
 
 
 def fleet_paths(args: argparse.Namespace) -> tuple[list[Path], str]:

@@ -152,8 +152,10 @@ SELECT CASE WHEN agent_id IS NULL THEN 'n' WHEN json_type(agent_id) = 'VARCHAR' 
        sum(CASE WHEN ev = 'compaction'
                  AND json_type(tokens_before) IN ('BIGINT', 'UBIGINT')
                  AND json_type(tokens_after) IN ('BIGINT', 'UBIGINT')
-                THEN TRY_CAST(tokens_before AS HUGEINT) - TRY_CAST(tokens_after AS HUGEINT) END) AS tokens_saved,
-       fsum(CASE WHEN ev = 'compaction' AND json_type(cost_usd) IN ('BIGINT', 'UBIGINT', 'DOUBLE')
+                THEN TRY_CAST(tokens_before AS HUGEINT) - TRY_CAST(tokens_after AS HUGEINT)
+           END) AS tokens_saved,
+       fsum(CASE WHEN ev = 'compaction'
+                  AND json_type(cost_usd) IN ('BIGINT', 'UBIGINT', 'DOUBLE')
                  THEN TRY_CAST(cost_usd AS DOUBLE) END) AS cost_usd,
        count(*) FILTER (WHERE ev = 'summarizer_fallback') AS summarizer_failures,
        count(*) FILTER (WHERE ev = 'summarizer_retry') AS retries,
