@@ -545,6 +545,9 @@ class ReplayStats:
     probes_total: int = 0
     probes_contained: int = 0
     probes_ceiling: int = 0
+    #: per probe kind (the probe's ``kind``, else its ``category_name``, else "probe"):
+    #: ``{"contained": n, "ceiling": n}`` -- answers in what is sent, and in the full history
+    probes_by_kind: dict[str, dict[str, int]] = field(default_factory=dict)
     input_problems: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -562,18 +565,28 @@ class ReplayStats:
         return d
 
 
+def _scored(pr: Mapping[str, Any]) -> str | None:
+    """The probe's normalized answer, or None for a probe not scored (LoCoMo category 5,
+    adversarial: its answer is not in the conversation; or an empty answer)."""
+    if pr.get("category") == 5:
+        return None
+    return normalize(str(pr.get("answer", ""))) or None
+
+
 def _probe_hits(probes: Sequence[Mapping[str, Any]], text: str) -> tuple[int, int]:
     hay = " " + normalize(text) + " "
     total = hits = 0
     for pr in probes:
-        if pr.get("category") == 5:
-            continue
-        ans = normalize(str(pr.get("answer", "")))
-        if not ans:
+        ans = _scored(pr)
+        if ans is None:
             continue
         total += 1
         hits += (" " + ans + " ") in hay
     return total, hits
+
+
+def _kind_of(pr: Mapping[str, Any]) -> str:
+    return str(pr.get("kind") or pr.get("category_name") or "probe")
 
 
 def _context_text(system: Any, messages: Sequence[Mapping[str, Any]]) -> str:
@@ -665,18 +678,24 @@ async def replay_conversation(conv: Conversation, compactor: MessageCompactor, s
             final = history
     if conv.probes:
         context = _context_text(conv.system, final)
-        _, c = _probe_hits(conv.probes, _context_text(conv.system, msgs))
-        if probe_mode == "question" and res is not None:
-            t = h = 0
-            for pr in conv.probes:
+        full_hay = " " + normalize(_context_text(conv.system, msgs)) + " "
+        hay = " " + normalize(context) + " "
+        for pr in conv.probes:
+            ans = _scored(pr)
+            if ans is None:
+                continue
+            needle = " " + ans + " "
+            hit = needle in hay
+            if not hit and probe_mode == "question" and res is not None:
                 recalled = await _recalled_for(compactor, res, conv.id, str(pr.get("question", "")))
-                pt, ph = _probe_hits([pr], context + "\n" + recalled)
-                t, h = t + pt, h + ph
-        else:
-            t, h = _probe_hits(conv.probes, context)
-        stats.probes_total += t
-        stats.probes_contained += h
-        stats.probes_ceiling += c
+                hit = needle in " " + normalize(context + "\n" + recalled) + " "
+            in_full = needle in full_hay
+            stats.probes_total += 1
+            stats.probes_contained += hit
+            stats.probes_ceiling += in_full
+            k = stats.probes_by_kind.setdefault(_kind_of(pr), {"contained": 0, "ceiling": 0})
+            k["contained"] += hit
+            k["ceiling"] += in_full
 
 
 async def _recalled_for(compactor: MessageCompactor, res: Any, session_id: str,
