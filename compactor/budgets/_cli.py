@@ -306,9 +306,10 @@ def add_budget_commands(subparsers: Any) -> argparse.ArgumentParser:
 
     rep = child("report", "usage per profile and agent from the ledger, with recommendations",
                 cmd_report)
-    rep.add_argument("--ledger", metavar="PATH", action="append", default=None,
+    rep.add_argument("--ledger", metavar="PATH", action="extend", nargs="+", default=None,
                      help=f"the ledger file (default: ${LEDGER_ENV}, else {DEFAULT_LEDGER}); "
-                          "repeat it or give a quoted glob pattern for many ledgers")
+                          "several files, repeated --ledger or a quoted glob pattern for many "
+                          "ledgers")
     rep.add_argument("--since", metavar="WHEN", help="only records since WHEN: 30d, 12h, 2w "
                      "or an ISO date")
     rep.add_argument("--agent", metavar="A", help="only this agent")

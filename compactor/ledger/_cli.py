@@ -317,7 +317,7 @@ def add_ledger_commands(subparsers: Any) -> argparse.ArgumentParser:
     from compactor.cli import non_negative_int
 
     help_path = (f"the ledger file (default: ${LEDGER_ENV}, else {DEFAULT_LEDGER}); stats: "
-                 "repeat it or give a quoted glob pattern for many ledgers")
+                 "several files, repeated --ledger or a quoted glob pattern for many ledgers")
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "ledger", help="inspect and check the JSONL ledger",
         description="Inspect and check the append-only JSONL ledger.")
@@ -333,8 +333,8 @@ def add_ledger_commands(subparsers: Any) -> argparse.ArgumentParser:
 
     def child(name: str, help_text: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--ledger", metavar="PATH", dest="ledger_more", action="append",
-                       default=argparse.SUPPRESS, help=help_path)
+        p.add_argument("--ledger", metavar="PATH", dest="ledger_more", action="extend",
+                       nargs="+", default=argparse.SUPPRESS, help=help_path)
         return p
 
     tail = child("tail", "print the last records")

@@ -89,30 +89,32 @@ def expand_ledgers(values: Sequence[str | os.PathLike[str]]) -> list[Path]:
     """The ledgers named by ``values``, in order of first mention, each once (absolute).
 
     A value with glob characters (``*``, ``?``, ``[``; ``**`` spans folders) is expanded;
-    folders it matches are ignored. A value without them is taken as a ledger path as it is
-    (whether it exists is the caller's check, as for one ledger).
+    folders it matches are ignored. Every file named, by a pattern or as it is (a list the
+    shell expanded, say), counts for its ledger (:func:`ledger_of`): a closed segment for its
+    active file, a lock or temp file for nothing. A plain path is otherwise taken as it is
+    (whether it holds a ledger is the caller's check, as for one ledger).
 
     Raises:
-        NoLedgerMatchError: a pattern matched no ledger file.
+        NoLedgerMatchError: a pattern matched no ledger file, or every value named a lock
+            or temp file.
     """
     out: dict[Path, None] = {}
     for value in values:
         text = os.fspath(value)
-        if not glob.has_magic(text):
-            out.setdefault(Path(os.path.abspath(text)), None)
-            continue
-        found = []
-        for match in sorted(glob.glob(os.path.expanduser(text), recursive=True)):
-            p = Path(os.path.abspath(match))
-            if p.is_dir():
-                continue
-            active = ledger_of(p)
-            if active is not None:
-                found.append(active)
-        if not found:
-            raise NoLedgerMatchError(text)
+        if glob.has_magic(text):
+            matches = [Path(os.path.abspath(m))
+                       for m in sorted(glob.glob(os.path.expanduser(text), recursive=True))]
+            found = [a for a in (ledger_of(p) for p in matches if not p.is_dir())
+                     if a is not None]
+            if not found:
+                raise NoLedgerMatchError(text)
+        else:
+            active = ledger_of(Path(os.path.abspath(text)))
+            found = [active] if active is not None else []
         for active in found:
             out.setdefault(active, None)
+    if not out and values:
+        raise NoLedgerMatchError(" ".join(os.fspath(v) for v in values))
     return list(out)
 
 

@@ -135,3 +135,16 @@ def test_budgets_report_reads_a_glob_the_same_with_both_engines(fleet_dir, tmp_p
               block=tmp_path)
     assert py.returncode == 0, py.stderr
     assert json.loads(py.stdout) == got
+
+
+def test_a_file_list_the_shell_expanded_counts_each_ledger_once(fleet_dir):
+    """`--ledger` followed by every file an unquoted glob expands to (segments, gzip, lock files) reads each ledger once and creates no file."""
+    files = sorted(str(p) for p in fleet_dir.glob("host-*/ledger*"))
+    assert any(f.endswith(".lock") for f in files) and any(f.endswith(".gz") for f in files)
+    before = sorted(fleet_dir.rglob("*"))
+    got = _stats("stats", "--ledger", *files)
+    assert got == _stats("stats", "--ledger", str(fleet_dir / "host-*" / "ledger.jsonl*"))
+    assert got["records"] == SHARDS * PER_SHARD
+    r = _run("budgets", "report", "--ledger", *files, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["invocations"] == SHARDS * PER_SHARD // 3
+    assert sorted(fleet_dir.rglob("*")) == before
