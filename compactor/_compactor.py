@@ -26,7 +26,7 @@ from typing import Any
 from ._errors import CompactorError, ConfigError, ContextOverflowError, InvalidHistoryError
 from ._facts import missing
 from ._format import SUMMARY_CLOSE, SUMMARY_OPEN, Format, detect_format, messages_view, text_of
-from ._plan import Plan, PlanConfig, apply, plan, summary_message
+from ._plan import Plan, PlanConfig, apply, fill_target, plan, summary_message
 from ._prices import DEFAULT_PRICES, price_usage
 from ._session import (HistoryRewriteError, Resolution, SessionState, after_compaction, commit,
                        merge_ranges, nodes_for, resolve, view_resolution)
@@ -712,6 +712,9 @@ class MessageCompactor:
             summary, present = add_missing_facts(summary, items, kept_text, p.summary_budget,
                                                  self.counter)
             total_items = len(items)
+        if summary and p.summary_budget:
+            # a summary shorter than its budget leaves room: more recent units stay verbatim
+            p = fill_target(p, work, counts, self.counter.count(summary), self.config)
         new = apply(p, work, summary, ordinals=r.ordinals)
         # exact count of the result: kept counts are cached; recount only what changed
         by_id = {id(work[i]): counts[i] for i in p.kept}
