@@ -86,14 +86,6 @@ def usage_input_tokens(usage: Any) -> int:
                ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
 
 
-def _sent_tokens(result: CompactionResult) -> int:
-    """Our estimate, in tokens, of the request sent for ``result``: ``tokens_after``,
-    plus the recalled block's tokens when question-time recall placed one in what was
-    sent (``result.to_send()``)."""
-    recalled = int(getattr(result.recall, "tokens", 0) or 0) if result.request_messages else 0
-    return result.tokens_after + recalled
-
-
 class AnthropicSummarizer:
     """A :class:`~compactor.Summarizer` that asks a Claude model for the summary.
 
@@ -332,9 +324,9 @@ class CompactingAnthropic:
 
     def observe(self, model: Any, result: CompactionResult | None, usage: Any) -> None:
         """Calibrate ``model`` from a response's ``usage`` for the request ``result`` sent
-        (our estimate of it: :func:`_sent_tokens`)."""
+        (our estimate of it: ``result.sent_tokens``, a recalled block included)."""
         if self.calibrate and result is not None and isinstance(model, str) and usage is not None:
-            self.calibrator.observe(model, _sent_tokens(result), usage_input_tokens(usage))
+            self.calibrator.observe(model, result.sent_tokens, usage_input_tokens(usage))
 
 
 class _CompactingMessages:

@@ -29,6 +29,7 @@ from typing import Any
 from compactor._errors import ConfigError
 from compactor._format import Format
 from compactor._optional import require
+from compactor._recall import place_recall
 
 from ._calibration import Calibrator, call_window
 
@@ -279,6 +280,34 @@ def _tool_schema(tool: Any, fmt: Format) -> dict[str, Any]:
             "input_schema": fn.get("parameters", {"type": "object", "properties": {}})}
 
 
+def _placed(messages: list[BaseMessage], fmt: Format, block: Any) -> list[BaseMessage] | None:
+    """``messages`` with ``block`` (a recalled block) placed by ``place_recall`` in their
+    ``fmt`` dicts, mapped back to LangChain messages: every message the placement left as
+    it was is the same object; the changed one is a copy of the agent's message with the
+    new content (Anthropic), the inserted one a new ``HumanMessage`` (OpenAI). None when
+    nothing was placed (no user message)."""
+    dicts, _, sources = _convert(messages, fmt)
+    placed = place_recall(dicts, fmt, block)
+    p = next((k for k in range(len(placed)) if k >= len(dicts) or placed[k] != dicts[k]), None)
+    if p is None:
+        return None
+    if len(placed) > len(dicts):        # a new message before dicts[p] (or at the end)
+        at = sources[p][0] if p < len(dicts) else len(messages)
+        return [*messages[:at], *message_to_langchain(placed[p], fmt), *messages[at:]]
+    olds = [messages[i] for i in sources[p]]
+    by_call = {m.tool_call_id: m for m in olds if isinstance(m, ToolMessage)}
+    human = next((m for m in reversed(olds) if isinstance(m, HumanMessage)), None)
+    new: list[BaseMessage] = []
+    for lc in message_to_langchain(placed[p], fmt):
+        if isinstance(lc, ToolMessage) and lc.tool_call_id in by_call:
+            new.append(by_call[lc.tool_call_id])
+        elif isinstance(lc, HumanMessage) and human is not None:
+            new.append(human.model_copy(update={"content": lc.content}))
+        else:
+            new.append(lc)
+    return [*messages[:sources[p][0]], *new, *messages[sources[p][-1] + 1:]]
+
+
 # --------------------------------------------------------------------------- middleware
 class CompactionMiddleware(_Base):  # type: ignore[misc,valid-type]
     """A LangChain v1 ``AgentMiddleware`` that keeps the agent's history inside its
@@ -355,6 +384,8 @@ class CompactionMiddleware(_Base):  # type: ignore[misc,valid-type]
         self.timeout_s = timeout_s
         self.last_result: Any = None
         self._last_estimate: dict[str, tuple[int, str | None]] = {}
+        #: per session: the result whose recalled block the next model call carries
+        self._pending: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ internals
     def _session(self) -> str:
@@ -404,6 +435,10 @@ class CompactionMiddleware(_Base):  # type: ignore[misc,valid-type]
         dicts, sources, sid, last_ai = ctx
         self.last_result = r
         self._last_estimate[sid] = (r.tokens_after, last_ai.id if last_ai is not None else None)
+        if r.request_messages is not None and r.recall:
+            self._pending[sid] = r        # the block goes into the model call, not the state
+        else:
+            self._pending.pop(sid, None)
         if not r.compacted:
             return None
         new = [m for m in messages if isinstance(m, SystemMessage)] \
@@ -421,6 +456,21 @@ class CompactionMiddleware(_Base):  # type: ignore[misc,valid-type]
                 new.append(orig.model_copy(update={"content": lc.content}) if orig is not None
                            else lc)
         return {"messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES), *new]}
+
+    def _with_recall(self, request: Any) -> Any:
+        """``request`` with the recalled block of this session's last result placed in its
+        messages as ``place_recall`` places it (the request itself when there is none);
+        the calibration estimate then counts the block."""
+        sid = self._session()
+        r = self._pending.pop(sid, None)
+        if r is None:
+            return request
+        messages = _placed(list(request.messages), self.fmt, r.recall)
+        if messages is None:
+            return request
+        seen = self._last_estimate.get(sid)
+        self._last_estimate[sid] = (r.sent_tokens, seen[1] if seen is not None else None)
+        return request.override(messages=messages)
 
     # ------------------------------------------------------------------ hooks
     def before_model(self, state: Any, runtime: Any) -> dict[str, Any] | None:
@@ -455,6 +505,18 @@ class CompactionMiddleware(_Base):  # type: ignore[misc,valid-type]
             return None
         r = await self.compactor.compact_if_needed(ctx[0], **kwargs)
         return self._update(messages, r, ctx)
+
+    def wrap_model_call(self, request: Any, handler: Any) -> Any:
+        """Call the model with question-time recall's block, when the last ``before_model``
+        of this session placed one, added to the request's messages (the newest user
+        message's last text block; with ``fmt="openai"`` a user message before the newest
+        user message, or after a trailing tool result). The block is in this model call
+        only: the agent's state never holds it."""
+        return handler(self._with_recall(request))
+
+    async def awrap_model_call(self, request: Any, handler: Any) -> Any:
+        """:meth:`wrap_model_call` for ``ainvoke``/``astream``."""
+        return await handler(self._with_recall(request))
 
 
 __all__ = ["CompactionMiddleware", "from_langchain", "message_to_langchain", "to_langchain",

@@ -315,7 +315,7 @@ class CompactingSession:
             items, model=model, window=window, system=instructions, tools=tools,
             max_tokens=self.max_tokens, session_id=self.compactor_session_id, fmt=FMT)
         self.last_result = r
-        self._estimate = r.tokens_after
+        self._estimate = r.sent_tokens   # a recalled block placed in what is sent included
         return r
 
 

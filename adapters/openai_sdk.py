@@ -176,12 +176,10 @@ class _Base:
 
     def _observe(self, model: Any, result: CompactionResult | None, provider: int) -> None:
         """Calibrate ``model`` from the provider's input count for the request ``result``
-        sent (our estimate: ``tokens_after``, plus the recalled block's tokens when recall
-        placed one in what was sent)."""
+        sent (our estimate: ``result.sent_tokens``, the recalled block's tokens included
+        when recall placed one in what was sent)."""
         if self.calibrate and result is not None and isinstance(model, str) and provider > 0:
-            recalled = (int(getattr(result.recall, "tokens", 0) or 0)
-                        if result.request_messages else 0)
-            self.calibrator.observe(model, result.tokens_after + recalled, provider)
+            self.calibrator.observe(model, result.sent_tokens, provider)
 
 
 # --------------------------------------------------------------------------- one call

@@ -110,6 +110,15 @@ class CompactionResult:
         a block, else ``messages``."""
         return self.request_messages if self.request_messages is not None else self.messages
 
+    @property
+    def sent_tokens(self) -> int:
+        """Our estimate, in tokens, of the request :meth:`to_send` gives: ``tokens_after``,
+        plus the recalled block's tokens (``recall.tokens``, the compactor's counter) when
+        recall placed one (``request_messages`` set). What a wrapper compares with the
+        provider's input-token count to calibrate, and what a proxy reports as sent."""
+        placed = self.request_messages is not None and self.recall is not None
+        return self.tokens_after + (int(getattr(self.recall, "tokens", 0) or 0) if placed else 0)
+
 
 @dataclass
 class _Live:

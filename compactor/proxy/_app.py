@@ -430,7 +430,7 @@ class Proxy:
                                               "model": model, "format": fmt.value,
                                               "error": msg})
             return None, (st, inv)
-        st.tokens_before, st.tokens_sent = r.tokens_before, r.tokens_after
+        st.tokens_before, st.tokens_sent = r.tokens_before, r.sent_tokens
         if r.compacted:
             st.compactions += 1
         # what to send: with question-time recall on, the history plus recalled spans
