@@ -3,8 +3,12 @@ Anthropic-format dicts, and :class:`CompactingHistoryProcessor`, a history proce
 keeps an agent's history inside its context window.
 
     processor = CompactingHistoryProcessor(compactor, session_id="run-42")
-    agent = Agent(model, capabilities=[ProcessHistory(processor)])   # pydantic-ai 2.x
-    agent = Agent(model, history_processors=[processor])             # pydantic-ai 1.x
+    agent = Agent(model, capabilities=[CompactingCapability(processor)])  # pydantic-ai 2.x
+    agent = Agent(model, history_processors=[processor])                  # pydantic-ai 1.x
+
+(``CompactingCapability`` also sends question-time recall's block, in the request only; a
+history processor's output becomes the run's history, so registered as one -- including
+2.x's ``ProcessHistory(processor)`` -- the processor sends no block.)
 
 One ``ModelRequest`` is one ``user`` message and one ``ModelResponse`` one ``assistant``
 message: ``UserPromptPart`` -> text, ``ToolCallPart`` -> ``tool_use``, ``ToolReturnPart``
@@ -29,6 +33,7 @@ from typing import Any
 from compactor._errors import ConfigError
 from compactor._format import Format, is_summary
 from compactor._optional import require
+from compactor._recall import place_recall
 
 from ._calibration import Calibrator, call_window
 
@@ -46,6 +51,10 @@ try:  # pydantic-ai 2: feedback that answers no tool call
     from pydantic_ai.messages import RetryFeedbackPart
 except ImportError:  # pragma: no cover - pydantic-ai 1.x
     RetryFeedbackPart = None  # type: ignore[assignment,misc]
+try:  # pydantic-ai 2: capabilities, whose request hook can send what history never holds
+    from pydantic_ai.capabilities import AbstractCapability as _Capability
+except ImportError:  # pragma: no cover - pydantic-ai 1.x
+    _Capability = None  # type: ignore[assignment,misc]
 
 FMT = Format.ANTHROPIC
 
@@ -265,7 +274,8 @@ def _with_system(messages: list[Any], parts: list[SystemPromptPart]) -> list[Any
 class CompactingHistoryProcessor:
     """A Pydantic AI history processor that compacts the history before each model request.
 
-    Use it as ``Agent(..., capabilities=[ProcessHistory(processor)])`` (pydantic-ai 2.x) or
+    Use it as ``Agent(..., capabilities=[CompactingCapability(processor)])`` (pydantic-ai
+    2.x; ``ProcessHistory(processor)`` works too, without recall's block) or
     ``Agent(..., history_processors=[processor])`` (1.x). It converts the history with
     :func:`from_pydantic_ai`, calls ``compactor.compact_if_needed`` and, when the compactor
     compacted, returns the summary as a ``ModelRequest`` (carrying the system prompt parts
@@ -324,16 +334,25 @@ class CompactingHistoryProcessor:
 
     async def __call__(self, ctx: RunContext[Any], messages: list[ModelMessage]
                        ) -> list[ModelMessage]:
-        """The history to send: ``messages`` as they came, or compacted.
+        """The history to send: ``messages`` as they came, or compacted. (A recalled block
+        is not in it: a history processor's output becomes the run's history; see
+        :class:`CompactingCapability`.)
 
         Raises:
             InvalidHistoryError, ContextOverflowError, ConfigError: from the compactor.
         """
+        return (await self._process(ctx, messages))[0]
+
+    async def _process(self, ctx: RunContext[Any], messages: list[ModelMessage]
+                       ) -> tuple[list[ModelMessage], list[ModelMessage]]:
+        """The history (``messages`` as they came, or compacted) and the messages to send
+        for this request: the history with question-time recall's block, when one was
+        placed, added to its newest user turn (else the history itself)."""
         if not messages:
-            return messages
+            return messages, messages
         dicts, system, sources, sys_parts = _convert(messages)
         if not dicts:
-            return messages
+            return messages, messages
         sid = self.session_id or getattr(ctx, "conversation_id", None) or "default"
         run_model = getattr(getattr(ctx, "model", None), "model_name", None)
         model = self.model or (run_model if isinstance(run_model, str) else None)
@@ -349,9 +368,15 @@ class CompactingHistoryProcessor:
             max_tokens=self.max_tokens, session_id=sid, fmt=FMT)
         self.last_result = r
         self._last_estimate[sid] = (r.tokens_after, key)
-        if not r.compacted:
-            return messages
-        return self._back(messages, dicts, sources, sys_parts, r.messages)
+        history = (self._back(messages, dicts, sources, sys_parts, r.messages) if r.compacted
+                   else messages)
+        if r.request_messages is None or not r.recall:
+            return history, history
+        sending = _with_block(history, r.recall)
+        if sending is None:
+            return history, history
+        self._last_estimate[sid] = (r.sent_tokens, key)   # the block is in what is sent
+        return history, sending
 
     @staticmethod
     def _back(messages: Sequence[Any], dicts: list[dict[str, Any]], sources: list[list[int]],
@@ -406,5 +431,62 @@ class CompactingHistoryProcessor:
         return out
 
 
-__all__ = ["CompactingHistoryProcessor", "from_pydantic_ai", "message_to_pydantic_ai",
-           "to_pydantic_ai"]
+def _with_block(messages: Sequence[Any], block: Any) -> list[Any] | None:
+    """``messages`` with ``block`` (a recalled block) where ``place_recall`` puts it in
+    their Anthropic dicts -- the last text of the newest user message that is not the
+    summary -- as a ``UserPromptPart`` appended to a copy of that ``ModelRequest``; every
+    other message the same object. None when there is no such message."""
+    dicts, _, sources, _ = _convert(messages)
+    placed = place_recall(dicts, FMT, block)
+    p = next((k for k in range(len(placed)) if placed[k] != dicts[k]), None)
+    if p is None:
+        return None
+    i = next(i for i in reversed(sources[p]) if isinstance(messages[i], ModelRequest)
+             and _request_blocks(messages[i])[0] is not None)
+    out = list(messages)
+    out[i] = dataclasses.replace(messages[i], parts=[*messages[i].parts,
+                                                     UserPromptPart(block.text)])
+    return out
+
+
+if _Capability is not None:
+    @dataclasses.dataclass
+    class CompactingCapability(_Capability[Any]):  # type: ignore[misc,valid-type]
+        """A Pydantic AI 2.x capability that runs a :class:`CompactingHistoryProcessor`
+        before each model request and sends question-time recall's block:
+        ``Agent(model, capabilities=[CompactingCapability(processor)])``.
+
+        Its ``before_model_request`` sets the run's history (``RunContext.messages``) to
+        what the processor returns, as ``ProcessHistory(processor)`` does, and sends that
+        history -- plus, when recall placed a block (a compactor with a store and
+        ``recall_share > 0``), the block as the last ``UserPromptPart`` of a copy of the
+        newest user ``ModelRequest``. The copy is in this request only
+        (``request_context.messages``): the run's history, ``all_messages()`` and the next
+        run never hold it. The processor's calibration estimate of the request then counts
+        the block's tokens.
+
+        Args:
+            processor: the :class:`CompactingHistoryProcessor` (its compactor, session,
+                window and calibration).
+        """
+
+        processor: CompactingHistoryProcessor
+
+        async def before_model_request(self, ctx: RunContext[Any], request_context: Any) -> Any:
+            """Compact the history into ``ctx.messages``; send it with the recalled block.
+
+            Raises:
+                InvalidHistoryError, ContextOverflowError, ConfigError: from the compactor.
+            """
+            history, sending = await self.processor._process(ctx, list(request_context.messages))
+            request_context.messages = list(sending)   # assigned: this request only
+            ctx.messages[:] = history
+            return request_context
+
+        @classmethod
+        def get_serialization_name(cls) -> str | None:
+            return None   # takes a processor object: not spec-serializable
+
+
+__all__ = ["CompactingCapability", "CompactingHistoryProcessor", "from_pydantic_ai",
+           "message_to_pydantic_ai", "to_pydantic_ai"]
