@@ -18,6 +18,8 @@ Where each value comes from, later ones winning: the default (in code; the shipp
 says the same), the file, the environment (``$COMPACTOR_HOME`` -> ``store.root``,
 ``$COMPACTOR_LEDGER`` -> ``ledger.path``, ``$COMPACTOR_BUDGETS`` -> the budgets when no
 ``path`` is given), the command line (``overrides``, e.g. ``compactor config show --set``).
+``store.url`` (a ``postgresql://`` store) and ``store.root`` (a folder) name one store:
+the one from the later source wins, both from the same source is an error.
 
 Every problem is a :class:`~compactor.ConfigError` whose message is one line
 ``FILE: dotted.key: problem; fix: ...``, whose ``field`` is the dotted key (``"(file)"``
@@ -42,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping
 
 from ._errors import ConfigError
 from ._plan import PlanConfig
+from ._stores import is_store_url
 from ._tokens import DEFAULT_MODEL_TIERS, TIER_WINDOWS, Tier, WindowConfig
 from .ledger._ledger import DEFAULT_ROTATE_BYTES
 
@@ -224,8 +227,14 @@ def _text(v: Any) -> str | None:
     return None
 
 
-def _reserved(v: Any) -> str | None:
-    return "is reserved for a later version (a remote store)"
+def _store_url(v: Any) -> str | None:
+    if isinstance(v, str) and is_store_url(v):
+        return None
+    if isinstance(v, str) and "://" in v:   # another scheme: show it, never its credentials
+        got = f"a URL with scheme {v.partition('://')[0]!r}"
+    else:
+        got = _show(v)
+    return f"must be a postgresql:// or postgres:// URL, got {got}"
 
 
 _P = PlanConfig()
@@ -293,8 +302,10 @@ KEYS: tuple[Key, ...] = (
         "the session store's folder (unset: the compactor archives nothing)"),
     Key("store", "fsync", False, _boolean, "write true or false", "",
         "fsync every archive append (state files are always fsynced)"),
-    Key("store", "url", None, _reserved, 'remove it and use root = "PATH"', "",
-        "reserved for a remote store"),
+    Key("store", "url", None, _store_url,
+        'write url = "postgresql://USER@HOST:PORT/DBNAME" (a folder store goes in root = '
+        '"PATH")', "URL",
+        "a PostgreSQL session store (docs/postgres.md), instead of a folder"),
     Key("ledger", "path", None, _path, 'write path = "compactor-ledger/ledger.jsonl"', "path",
         "the ledger's active segment (unset: the compactor writes no ledger)"),
     Key("ledger", "fsync", "interval", _choice("interval", "always", "never"),
@@ -348,7 +359,8 @@ class Config:
         windows: the :class:`WindowConfig` from ``[windows]``.
         budgets: the budget profiles (``[budgets]``; the shipped ones when absent).
         maintenance: the maintenance settings (``[maintenance]``, with ``store`` and
-            ``ledger`` defaulting to ``[store] root`` and ``[ledger] path``).
+            ``ledger`` defaulting to :attr:`store_root` (``[store] url`` or ``root``) and
+            ``[ledger] path``).
     """
 
     path: str | None
@@ -364,10 +376,25 @@ class Config:
         return self.settings[key].value
 
     @property
-    def store_root(self) -> Path | None:
-        """``[store] root`` (``None``: no store)."""
-        v = self.value("store.root")
-        return None if v is None else Path(v)
+    def store_root(self) -> Path | str | None:
+        """The session store: ``[store] url`` as the ``postgresql://`` string, or
+        ``[store] root`` as a folder :class:`Path`; when both are set, the one from the
+        later source (flag > env > file). ``None``: no store."""
+        chosen = _chosen_store(self.settings)
+        if chosen is None:
+            return None
+        key, s = chosen
+        return s.value if key == "store.url" else Path(s.value)
+
+    @property
+    def store_name(self) -> str | None:
+        """:attr:`store_root` for messages: the folder, or the URL without its password
+        (``None``: no store)."""
+        spec = self.store_root
+        if isinstance(spec, str):
+            from .maintenance._config import MaintenanceConfig
+            return MaintenanceConfig(store=spec).store_name
+        return None if spec is None else str(spec)
 
     @property
     def ledger_path(self) -> Path | None:
@@ -378,13 +405,16 @@ class Config:
     def compactor_kwargs(self, exclude: Iterable[str] = ()) -> dict[str, Any]:
         """Keyword arguments of ``MessageCompactor(...)`` from this config: ``config``
         (PlanConfig), ``windows``, ``counter``, ``summarize``, ``max_concurrency``,
-        ``reserve_output_tokens``, ``window``, ``agent_id``, ``max_sessions``, and ``store`` (a
-        ``SessionStore``, whose root is created) / ``sink`` (a ``Ledger``, opened) when
-        ``[store] root`` / ``[ledger] path`` is set. Names in ``exclude`` are left out
-        (nothing is built for them).
+        ``reserve_output_tokens``, ``window``, ``agent_id``, ``max_sessions``, and ``store``
+        / ``sink`` (a ``Ledger``, opened) when :attr:`store_root` / ``[ledger] path`` is
+        set. The store is :func:`compactor._stores.open_store`'s: a ``PostgresStore`` for
+        ``[store] url`` (its connection pool open: close it with ``store.close()``), a
+        ``FileSessionStore`` for ``[store] root`` (the folder created; ``[store] fsync``).
+        Names in ``exclude`` are left out (nothing is built for them).
 
         Raises:
-            ConfigError: the tiktoken counter cannot load an encoding.
+            ConfigError: the tiktoken counter cannot load an encoding; the database cannot
+                be reached (``MissingExtraError`` without the postgres extra).
             LedgerError: the ledger cannot be opened.
         """
         skip = set(exclude)
@@ -401,17 +431,30 @@ class Config:
             from ._tokens import HeuristicCounter, default_counter
             out["counter"] = (HeuristicCounter() if v("compactor.counter") == "heuristic"
                               else default_counter())
-        if "store" not in skip and self.store_root is not None:
-            from ._store import SessionStore
-            out["store"] = SessionStore(self.store_root, fsync=v("store.fsync"))
+        spec = self.store_root
+        if "store" not in skip and spec is not None:
+            from ._stores import open_store
+            out["store"] = (open_store(spec) if isinstance(spec, str)
+                            else open_store(spec, fsync=v("store.fsync")))
         if "sink" not in skip and self.ledger_path is not None:
             from .ledger import Ledger
-            out["sink"] = Ledger(self.ledger_path, fsync=v("ledger.fsync"),
-                                 fsync_interval_s=v("ledger.fsync_interval_s"),
-                                 rotate_bytes=v("ledger.rotate_bytes"),
-                                 rotate_daily=v("ledger.rotate_daily"),
-                                 redact=v("ledger.redact"), lock=v("ledger.lock"))
+            try:
+                out["sink"] = Ledger(self.ledger_path, fsync=v("ledger.fsync"),
+                                     fsync_interval_s=v("ledger.fsync_interval_s"),
+                                     rotate_bytes=v("ledger.rotate_bytes"),
+                                     rotate_daily=v("ledger.rotate_daily"),
+                                     redact=v("ledger.redact"), lock=v("ledger.lock"))
+            except BaseException:
+                _close(out.get("store"))   # the pool this call opened
+                raise
         return out
+
+
+def _close(obj: Any) -> None:
+    """``obj.close()`` when it has one (a ledger, a PostgreSQL store's pool)."""
+    close = getattr(obj, "close", None)
+    if close is not None:
+        close()
 
 
 def compactor_from_config(config: Config | str | os.PathLike[str] | None = None,
@@ -428,13 +471,13 @@ def compactor_from_config(config: Config | str | os.PathLike[str] | None = None,
     if not isinstance(config, Config):
         config = load_config(config)
     kwargs = config.compactor_kwargs(exclude=overrides)
-    built_sink = kwargs.get("sink")
+    built = (kwargs.get("sink"), kwargs.get("store"))
     kwargs.update(overrides)
     try:
         return MessageCompactor(**kwargs)
     except BaseException:
-        if built_sink is not None:
-            built_sink.close()  # the ledger this call opened
+        for obj in built:
+            _close(obj)   # the ledger and the store pool this call opened
         raise
 
 
@@ -444,16 +487,18 @@ DEFAULT_LEDGER_PATH = Path("compactor-ledger/ledger.jsonl")
 
 
 def resolve_store_root(flag: str | os.PathLike[str] | None = None,
-                       config: Config | str | os.PathLike[str] | None = None) -> Path:
-    """The store root a command uses: ``flag`` (``--store``), else ``[store] root`` of the
-    config (``$COMPACTOR_HOME`` included; ``config`` a loaded :class:`Config` or a path for
-    :func:`load_config`), else ``./compactor-data``.
+                       config: Config | str | os.PathLike[str] | None = None) -> Path | str:
+    """The store a command uses, for :func:`compactor._stores.open_store`: ``flag``
+    (``--store``), else the config's :attr:`Config.store_root` (``[store] url`` or
+    ``[store] root``, ``$COMPACTOR_HOME`` included; ``config`` a loaded :class:`Config` or
+    a path for :func:`load_config`), else ``./compactor-data``. A ``postgresql://`` URL is
+    returned as the string, a folder as a :class:`Path`.
 
     Raises:
         ConfigError: the config is invalid (only read when ``flag`` is not given).
     """
     if flag:
-        return Path(flag)
+        return flag if isinstance(flag, str) and is_store_url(flag) else Path(flag)
     cfg = config if isinstance(config, Config) else load_config(config)
     return cfg.store_root or DEFAULT_STORE_ROOT
 
@@ -571,11 +616,37 @@ def _window_table(p: _Problems, layer: _Layer, name: str, value: Any,
 
 
 def _defaults() -> dict[str, Setting]:
-    out = {dotted(k.table, k.name): Setting(k.default, "default") for k in KEYS
-           if k.name != "url"}
+    out = {dotted(k.table, k.name): Setting(k.default, "default") for k in KEYS}
     for tier, window in TIER_WINDOWS.items():
         out[dotted("windows", "tier_windows", tier.value)] = Setting(window, "default")
     return out
+
+
+#: How late each source is applied (a later one wins).
+_RANK: dict[str, int] = {"default": 0, "file": 1, "env": 2, "flag": 3}
+
+
+def _chosen_store(settings: Mapping[str, Setting]) -> tuple[str, Setting] | None:
+    """Which of ``store.url`` / ``store.root`` names the store, as ``(key, setting)``: the
+    one set by the later source (flag > env > file; ``_collect`` refuses both from one
+    source); ``None`` when neither is set."""
+    url, root = settings.get("store.url"), settings.get("store.root")
+    if url is not None and url.value is not None and (
+            root is None or root.value is None or _RANK[url.source] >= _RANK[root.source]):
+        return "store.url", url
+    if root is not None and root.value is not None:
+        return "store.root", root
+    return None
+
+
+def _store_conflict(p: _Problems, settings: Mapping[str, Setting]) -> None:
+    """``store.url`` and ``store.root`` set by the same source (one file, both ``--set``):
+    one error naming both."""
+    url, root = settings["store.url"], settings["store.root"]
+    if url.value is not None and root.value is not None and url.source == root.source:
+        p.add(url.origin or None, "store.url", "is set together with store.root (one "
+              "store: a PostgreSQL URL or a folder)", "keep one: url for a PostgreSQL store, "
+              "root for a folder store")
 
 
 def _effective_model_tiers(settings: dict[str, Setting]) -> None:
@@ -762,24 +833,31 @@ def _maintenance(p: _Problems, doc: Mapping[str, Any], source: str | None,
     def origin_of(present: bool) -> tuple[Source, str]:
         return ("file", source or "") if present else ("default", "")
 
-    # store and ledger: [maintenance] store/ledger, else [store] root / [ledger] path
-    # (flag > env > file), else the maintenance defaults
-    paths = {}
-    for name, general, fallback in (("store", "store.root", DEFAULT_STORE_ROOT),
-                                    ("ledger", "ledger.path", DEFAULT_LEDGER_PATH)):
+    # store and ledger: [maintenance] store/ledger, else [store] url or root (a URL kept
+    # as the string; see _chosen_store) / [ledger] path (flag > env > file), else the
+    # maintenance defaults
+    ledger = settings["ledger.path"]
+    paths: dict[str, Path | str] = {}
+    for name, chosen, fallback in (
+            ("store", _chosen_store(settings), DEFAULT_STORE_ROOT),
+            ("ledger", ("ledger.path", ledger) if ledger.value is not None else None,
+             DEFAULT_LEDGER_PATH)):
         if name in raw:
             paths[name] = getattr(cfg, name)
             settings[f"maintenance.{name}"] = Setting(str(paths[name]), *origin_of(True))
-        elif settings[general].value is not None:
-            s = settings[general]
-            paths[name] = Path(s.value)
+        elif chosen is not None:
+            general, s = chosen
+            paths[name] = s.value if general == "store.url" else Path(s.value)
             settings[f"maintenance.{name}"] = Setting(s.value, s.source,
                                                       f"{s.origin} ({general})")
         else:
             paths[name] = fallback
             settings[f"maintenance.{name}"] = Setting(str(fallback), "default")
     cfg = replace(cfg, store=paths["store"], ledger=paths["ledger"])
-    settings["maintenance.archive"] = Setting(str(cfg.archive_root), *origin_of("archive" in raw))
+    # a URL store has no <store>/archive: unset until [maintenance] archive or --archive
+    archive = None if cfg.archive is None and isinstance(cfg.store, str) else cfg.archive_root
+    settings["maintenance.archive"] = Setting(None if archive is None else str(archive),
+                                              *origin_of("archive" in raw))
     for name in ("counter", "ledger_rotate_mb"):
         settings[f"maintenance.{name}"] = Setting(getattr(cfg, name), *origin_of(name in raw))
     for section in ("tiers", "importance", "retention", "health"):
@@ -841,6 +919,7 @@ def _collect(path: str | os.PathLike[str] | None, overrides: Iterable[Mapping[st
                   f"write it in the config file's [{k}] table")
             del flag_doc[k]
     _scalars(p, _Layer(flag_doc, "flag", "--set"), settings)
+    _store_conflict(p, settings)
     _effective_model_tiers(settings)
 
     plan_cfg = windows = None

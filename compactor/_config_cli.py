@@ -17,6 +17,7 @@ from typing import Any
 
 from ._config import TABLES, Config, check_config, load_config, parse_override, shipped_path
 from ._errors import ConfigError
+from ._stores import is_store_url
 
 _FOUND_BY = {"flag": "--config", "env": "$COMPACTOR_CONFIG", "cwd": "./compactor.toml",
              "default": "no file: the shipped defaults"}
@@ -58,10 +59,18 @@ def _order(key: str) -> int:
     return TABLES.index(head) if head in TABLES else len(TABLES)
 
 
+def _shown(value: Any) -> Any:
+    """A value as printed: a ``postgresql://`` URL without its password."""
+    if isinstance(value, str) and is_store_url(value):
+        from .maintenance._config import MaintenanceConfig
+        return MaintenanceConfig(store=value).store_name
+    return value
+
+
 def _render(value: Any) -> str:
     if value is None:
         return "(unset)"
-    return json.dumps(value, ensure_ascii=False)
+    return json.dumps(_shown(value), ensure_ascii=False)
 
 
 def _describe(cfg: Config) -> str:
@@ -78,7 +87,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     keys = sorted(cfg.settings, key=_order)  # stable: each table keeps its own order
     if args.json:
         print(json.dumps({"file": cfg.path, "found_by": cfg.origin,
-                          "values": {k: {"value": cfg.settings[k].value,
+                          "values": {k: {"value": _shown(cfg.settings[k].value),
                                          "source": cfg.settings[k].source,
                                          "from": cfg.settings[k].origin or None}
                                      for k in keys}}, indent=2, ensure_ascii=False))
@@ -114,5 +123,5 @@ def cmd_check(args: argparse.Namespace) -> int:
     by_source = ", ".join(f"{n} {src}" for src, n in sorted(counts.items()))
     print(f"OK: {cfg.path or shipped_path()}: {len(cfg.settings)} values ({by_source}); "
           f"{len(cfg.budgets.profiles)} budget profiles, {len(cfg.budgets.agents)} agents; "
-          f"store {cfg.store_root or '(none)'}, ledger {cfg.ledger_path or '(none)'}")
+          f"store {cfg.store_name or '(none)'}, ledger {cfg.ledger_path or '(none)'}")
     return 0

@@ -21,7 +21,7 @@ DEFAULT_STORE_ENV = "COMPACTOR_HOME"
 
 
 def default_store() -> str:
-    """The store root used when ``--store`` is not given: ``[store] root`` of
+    """The store used when ``--store`` is not given: ``[store] url`` or ``[store] root`` of
     ``compactor.toml`` (``$COMPACTOR_HOME`` included), else ``./compactor-data``."""
     from ._config import resolve_store_root
 
@@ -31,7 +31,8 @@ def default_store() -> str:
 def add_sessions_commands(sub: Any) -> None:
     """Register ``sessions list|show|restore`` on an argparse sub-parsers object."""
     p = sub.add_parser("sessions", help="list, show and restore archived sessions")
-    p.add_argument("--store", default=None, help=f"store root (default ${DEFAULT_STORE_ENV} or "
+    p.add_argument("--store", default=None, help="store folder or postgresql:// URL (default: "
+                   f"[store] url or root of compactor.toml, ${DEFAULT_STORE_ENV}, else "
                    "./compactor-data)")
     ss = p.add_subparsers(dest="sessions_command", required=True)
     ls = ss.add_parser("list", help="one line per session: compactions, archived messages, bytes")
@@ -50,8 +51,7 @@ def add_sessions_commands(sub: Any) -> None:
 
 
 def store_root(args: argparse.Namespace) -> str:
-    """``--store``, else ``$COMPACTOR_HOME``, else ``./compactor-data``: a folder or a
-    ``postgresql://`` URL."""
+    """``--store``, else :func:`default_store`: a folder or a ``postgresql://`` URL."""
     return str(getattr(args, "store", None) or default_store())
 
 
@@ -131,7 +131,7 @@ def _list(args: argparse.Namespace, st: Any, label: str) -> int:
 def _show(args: argparse.Namespace, st: Any, label: str) -> int:
     if args.session_id not in st.sessions():
         hint = ("check the id with `compactor sessions list`")
-        if _archived(label, args.session_id) is not None:
+        if _archived(store_root(args), args.session_id) is not None:
             hint = (f"maintenance moved it to the archive: `compactor archive show "
                     f"{args.session_id}`")
         raise ConfigError(f"no live session {args.session_id!r} in {label}; fix: {hint}",
@@ -178,16 +178,24 @@ def write_messages(msgs: list[dict[str, Any]], out: str | None, note: str = "") 
     print(f"{len(msgs)} messages written to {out}{note}")
 
 
-def _archived(root: str, session_id: str) -> Any:
-    """The maintenance archive's entry of ``session_id`` (archive root from the maintenance
-    config, default ``<store>/archive``), or None when it has none (or the store is not a
-    folder: maintenance archives file stores)."""
+def _archived(spec: str, session_id: str) -> Any:
+    """The maintenance archive's entry of ``session_id`` in the store ``spec`` (a folder or
+    a ``postgresql://`` URL), or None when it has none. The archive root is the maintenance
+    config's (``[maintenance] archive``), default ``<store>/archive`` for a folder; a URL
+    store with no archive folder configured has no archive to look in (None).
+
+    Raises:
+        ConfigError: the config file is invalid.
+        ArchiveError: the entry exists but cannot be read.
+    """
     from .maintenance._archive import ArchiveError, find
     from .maintenance._config import load_config
 
-    if is_store_url(root):
+    cfg = load_config(None).with_paths(store=str(spec))
+    try:
+        archive_root = cfg.archive_root
+    except ConfigError:      # a URL store and no [maintenance] archive
         return None
-    archive_root = load_config(None).with_paths(store=str(root)).archive_root
     try:
         return find(archive_root, session_id)
     except ArchiveError as e:
@@ -203,7 +211,7 @@ def _restore(args: argparse.Namespace, st: Any, label: str) -> int:
     if args.session_id in st.sessions():
         msgs = st.restore(args.session_id)
     else:
-        entry = _archived(label, args.session_id)
+        entry = _archived(store_root(args), args.session_id)
         if entry is None:
             raise ConfigError(f"no session {args.session_id!r} in {label}, live or archived; "
                               "fix: check the id with `compactor sessions list` and `compactor "
