@@ -82,7 +82,8 @@ def _add_replay(sub: Any) -> None:
     p.add_argument("path", nargs="?", help="conversation file (JSONL {id, messages, probes?}, "
                    "OpenAI JSON list of runs, or a JSON list of messages)")
     p.add_argument("--demo", action="store_true", help="replay the session the package ships")
-    p.add_argument("--format", default="auto", choices=["auto", "anthropic", "openai", "responses"])
+    p.add_argument("--format", default="auto",
+                   choices=["auto", "anthropic", "openai", "responses"])
     g = p.add_mutually_exclusive_group()
     g.add_argument("--window", type=window_arg,
                    help="context window in tokens (system + tools + messages, no output "
