@@ -114,9 +114,12 @@ class CompactionResult:
     def sent_tokens(self) -> int:
         """Our estimate, in tokens, of the request :meth:`to_send` gives: ``tokens_after``,
         plus the recalled block's tokens (``recall.tokens``, the compactor's counter) when
-        recall placed one (``request_messages`` set). What a wrapper compares with the
-        provider's input-token count to calibrate, and what a proxy reports as sent."""
-        placed = self.request_messages is not None and self.recall is not None
+        recall placed one (``request_messages`` set and not equal to ``messages``: a history
+        ending in an assistant turn has nowhere to put a block). What a wrapper compares
+        with the provider's input-token count to calibrate, and what a proxy reports as
+        sent."""
+        placed = (self.recall is not None and self.request_messages is not None
+                  and self.request_messages != self.messages)
         return self.tokens_after + (int(getattr(self.recall, "tokens", 0) or 0) if placed else 0)
 
 
