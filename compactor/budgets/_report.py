@@ -35,6 +35,16 @@ from ._config import BudgetConfig, RecommendationThresholds
 LEVELS = ("info", "warning", "critical")
 NO_AGENT = "(none)"
 
+USAGE_UNIT = 1_000_000_000_000
+"""Usages (shares of a budget) are summed in units of 1e-12 for the average: integers add
+up exactly in any order, float sums differ in their last bits from engine to engine."""
+
+
+def usage_units(share: float) -> int:
+    """``floor(share * 1e12 + 0.5)``: a usage share in whole :data:`USAGE_UNIT` units, half
+    up; the same two IEEE double operations the DuckDB engine's SQL makes."""
+    return math.floor(share * 1e12 + 0.5)
+
 
 def p95(values: list[float]) -> float:
     """Nearest-rank 95th percentile: the ``ceil(0.95 n)``-th smallest value (0 if empty)."""
@@ -52,7 +62,9 @@ class GroupStats:
         name: the profile or agent id.
         profile: the profile (for an agent: the one of its latest invocation).
         invocations / exceeded / bumps / blocked: counts.
-        usage_sum: the sum of the invocations' usages (shares; compensated sum).
+        usage_units: the sum of the invocations' usages in :data:`USAGE_UNIT` units (each
+            usage rounded half up to a whole unit, see :func:`usage_units`; an exact integer
+            sum, so every engine reaches the same average).
         usage_p95: the nearest-rank 95th percentile of the usages (a share).
         usage_max: the largest usage (a share; 0.0 without invocations).
         usages: each invocation's usage, as a share of its budget (1.0 = 100%); filled by
@@ -69,7 +81,7 @@ class GroupStats:
     exceeded: int = 0
     bumps: int = 0
     blocked: int = 0
-    usage_sum: float = 0.0
+    usage_units: int = 0
     usage_p95: float = 0.0
     usage_max: float = 0.0
     usages: list[float] = field(default_factory=list)
@@ -80,7 +92,8 @@ class GroupStats:
 
     @property
     def avg_usage_pct(self) -> float:
-        return 100 * self.usage_sum / self.invocations if self.invocations else 0.0
+        return (100 * self.usage_units / (USAGE_UNIT * self.invocations)
+                if self.invocations else 0.0)
 
     @property
     def p95_usage_pct(self) -> float:
@@ -197,7 +210,7 @@ def compute_report(records: Iterable[Mapping[str, Any]], config: BudgetConfig, *
             for g in groups(r, "profile"):
                 g.bumps += 1
     for g in (*profiles.values(), *agents.values()):
-        g.usage_sum = math.fsum(g.usages)
+        g.usage_units = sum(usage_units(u) for u in g.usages)
         g.usage_p95 = p95(g.usages)
         g.usage_max = max(g.usages, default=0.0)
     for name, (_, profile) in latest.items():
@@ -225,7 +238,7 @@ def report_sql(agent: str | None = None) -> list[str]:
     """The DuckDB statements of the report, over the ``records`` view of
     ``compactor.ledger._fleet`` (fields typed JSON), with the rules of
     :func:`compute_report`. The first builds a temporary table; the others return, in
-    order: per-group usage rows ``(kind 'p'|'a', name, invocations, usage_sum, usage_max,
+    order: per-group usage rows ``(kind 'p'|'a', name, invocations, usage_units, usage_max,
     usage_p95, exceeded, blocked)``, alert rows ``(profile, agent, level, count)``, bump rows
     ``(profile, agent, count)``, latest-profile rows ``(agent, profile)``, total invocations
     ``(n,)``; then, for a chart, ``(profile, [usage, ...])``."""
@@ -258,7 +271,9 @@ WHERE (agent_id IS NULL OR json_type(agent_id) = 'VARCHAR'){only}
     for kind, col in (("p", "p"), ("a", "a")):
         groups.append(f"""
 SELECT '{kind}', s.name, s.n, s.total, s.top, r.u, s.exc, s.blk
-FROM (SELECT {col} AS name, count(*) AS n, fsum(u) AS total, max(u) AS top,
+FROM (SELECT {col} AS name, count(*) AS n,
+             sum(floor(u * CAST(1e12 AS DOUBLE) + CAST(0.5 AS DOUBLE))::HUGEINT) AS total,
+             max(u) AS top,
              count(*) FILTER (WHERE exc) AS exc, sum(blk) AS blk
       FROM b WHERE ev = 'usage' GROUP BY {col}) s
 JOIN (SELECT {col} AS name, u,
@@ -297,7 +312,7 @@ def report_from_rows(results: list[list[tuple[Any, ...]]], config: BudgetConfig,
         group("a", a)
     for kind, name, n, total, top, p95_share, exceeded, blocked in usage_rows:
         g = group(kind, name)
-        g.invocations, g.usage_sum, g.usage_max = int(n), float(total), float(top)
+        g.invocations, g.usage_units, g.usage_max = int(n), int(total), float(top)
         g.usage_p95, g.exceeded, g.blocked = float(p95_share), int(exceeded), int(blocked or 0)
     for p, a, level, n in alert_rows:
         for g in (group("p", p), group("a", a)):

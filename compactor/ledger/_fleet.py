@@ -29,10 +29,12 @@ missing key and a ``null`` value the same ``NULL``.
 from __future__ import annotations
 
 import glob
+import gzip
 import json
 import os
 import re
 import tempfile
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -206,14 +208,17 @@ class Fleet:
                         con.execute(_view_sql(todo, self.since))
                     return [con.execute(sql).fetchall() for sql in statements]
                 except duckdb.Error as e:
-                    bad = _failed_file(str(e), files, salvaged)
-                    if bad is None:
+                    named = _failed_file(str(e), files, salvaged)
+                    # older DuckDB versions do not name the file: look for it ourselves
+                    bad = [named] if named is not None else _broken(files, salvaged)
+                    if not bad:
                         raise OSError(f"duckdb could not read the ledger files: "
                                       f"{str(e).splitlines()[0]}") from None
-                    if not os.path.exists(bad):   # compressed or pruned meanwhile: re-list
-                        files = [str(f) for f in self.files()]
+                    if not all(os.path.exists(f) for f in bad):  # compressed or pruned
+                        files = [str(f) for f in self.files()]    # meanwhile: re-list
                         continue
-                    salvaged[bad] = _salvage(bad, tmp, len(salvaged))
+                    for f in bad:
+                        salvaged[f] = _salvage(f, tmp, len(salvaged))
                 finally:
                     con.close()
             raise OSError("duckdb could not read the ledger files (they kept changing)")
@@ -288,6 +293,25 @@ def _salvage(path: str, tmp: str, n: int) -> str:
         for record in _read_stream(name, stream, None, ReadReport(), None, on_break):
             out.write(json.dumps(record, separators=(",", ":")) + "\n")
     return target
+
+
+def _broken(files: list[str], salvaged: dict[str, str]) -> list[str]:
+    """Files not yet salvaged that are gone, or ``.gz`` files that do not decompress to
+    their end (read through, as the python reader reads them)."""
+    out = []
+    for f in files:
+        if f in salvaged:
+            continue
+        if not os.path.exists(f):
+            out.append(f)
+        elif f.endswith(".gz"):
+            try:
+                with gzip.open(f, "rb") as stream:
+                    while stream.read(1 << 20):
+                        pass
+            except (OSError, EOFError, zlib.error):
+                out.append(f)
+    return out
 
 
 def _failed_file(message: str, files: list[str], salvaged: dict[str, str]) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -13,10 +14,16 @@ NO_AGENT = "(none)"
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
-COST_DIGITS = 6
-"""``cost_usd`` figures are rounded to this many decimals (micro-dollars), whichever engine
-summed them: both sum with compensation (Neumaier in python, DuckDB's ``fsum``), so their
-sums differ by a few ulps at most, far below this rounding."""
+NANO = 1_000_000_000
+"""Costs are counted in nano-dollars: each record's ``cost_usd`` becomes the integer
+:func:`nano_usd` gives, and those integers are summed exactly, so any engine, summing in
+any order, reaches the same figure (float sums would differ in the last bits)."""
+
+
+def nano_usd(value: float) -> int:
+    """``floor(value * 1e9 + 0.5)``: a cost in whole nano-dollars, half up. The same two
+    IEEE double operations the DuckDB engine's SQL makes, so both get the same integer."""
+    return math.floor(value * 1e9 + 0.5)
 
 
 @dataclass
@@ -28,8 +35,8 @@ class Totals:
         tokens_saved: sum of ``tokens_before - tokens_after`` over compaction records
             (tokens; records missing either count are skipped).
         cost_usd: sum of ``cost_usd`` over compaction records (US dollars): what
-            summarizing cost.
-            Compensated sum, rounded to :data:`COST_DIGITS` decimals when the fold ends.
+            summarizing cost, each record's cost counted to the nano-dollar (:data:`NANO`;
+            finite numbers only).
         summarizer_failures: ``summarizer_fallback`` records.
         retries: ``summarizer_retry`` records.
         budget_alerts: ``budget_alert`` records.
@@ -41,28 +48,19 @@ class Totals:
     summarizer_failures: int = 0
     retries: int = 0
     budget_alerts: int = 0
-    _cost_err: float = field(default=0.0, repr=False, compare=False)
+    cost_nano: int = field(default=0, repr=False, compare=False)
 
     def add_cost(self, value: float) -> None:
-        """Add ``value`` USD to ``cost_usd`` (Neumaier compensated summation)."""
-        total = self.cost_usd + value
-        if abs(self.cost_usd) >= abs(value):
-            self._cost_err += (self.cost_usd - total) + value
-        else:
-            self._cost_err += (value - total) + self.cost_usd
-        self.cost_usd = total
-
-    def finish(self) -> None:
-        """Fold the compensation into ``cost_usd`` and round it to :data:`COST_DIGITS`."""
-        self.cost_usd = round(self.cost_usd + self._cost_err, COST_DIGITS) + 0.0
-        self._cost_err = 0.0
+        """Add ``value`` USD (a finite number) to the cost, to the nano-dollar."""
+        self.cost_nano += nano_usd(value)
+        self.cost_usd = self.cost_nano / NANO
 
     def merge(self, other: Totals) -> None:
-        """Add ``other``'s counters (before either is finished)."""
+        """Add ``other``'s counters."""
         self.compactions += other.compactions
         self.tokens_saved += other.tokens_saved
-        self.add_cost(other.cost_usd)
-        self._cost_err += other._cost_err
+        self.cost_nano += other.cost_nano
+        self.cost_usd = self.cost_nano / NANO
         self.summarizer_failures += other.summarizer_failures
         self.retries += other.retries
         self.budget_alerts += other.budget_alerts
@@ -82,7 +80,8 @@ class Totals:
                     and not isinstance(before, bool) and not isinstance(after, bool)):
                 self.tokens_saved += before - after
             cost = record.get("cost_usd")
-            if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+            if (isinstance(cost, (int, float)) and not isinstance(cost, bool)
+                    and math.isfinite(cost)):
                 self.add_cost(cost)
         elif event == "summarizer_fallback":
             self.summarizer_failures += 1
@@ -137,7 +136,7 @@ def _finish(stats: LedgerStats, by_agent: dict[str, Totals],
     stats.by_agent = dict(sorted(by_agent.items()))
     stats.by_day = dict(sorted(by_day.items()))
     for t in (stats.total, *stats.by_agent.values(), *stats.by_day.values()):
-        t.finish()
+        t.cost_usd = t.cost_nano / NANO
     return stats
 
 
@@ -154,9 +153,10 @@ SELECT CASE WHEN agent_id IS NULL THEN 'n' WHEN json_type(agent_id) = 'VARCHAR' 
                  AND json_type(tokens_after) IN ('BIGINT', 'UBIGINT')
                 THEN TRY_CAST(tokens_before AS HUGEINT) - TRY_CAST(tokens_after AS HUGEINT)
            END) AS tokens_saved,
-       fsum(CASE WHEN ev = 'compaction'
-                  AND json_type(cost_usd) IN ('BIGINT', 'UBIGINT', 'DOUBLE')
-                 THEN TRY_CAST(cost_usd AS DOUBLE) END) AS cost_usd,
+       sum(CASE WHEN ev = 'compaction'
+                 AND json_type(cost_usd) IN ('BIGINT', 'UBIGINT', 'DOUBLE')
+                THEN floor(TRY_CAST(cost_usd AS DOUBLE) * CAST(1e9 AS DOUBLE)
+                           + CAST(0.5 AS DOUBLE))::HUGEINT END) AS cost_nano,
        count(*) FILTER (WHERE ev = 'summarizer_fallback') AS summarizer_failures,
        count(*) FILTER (WHERE ev = 'summarizer_retry') AS retries,
        count(*) FILTER (WHERE ev = 'budget_alert') AS budget_alerts
@@ -164,7 +164,7 @@ FROM records GROUP BY ALL
 """
 """The figures of :class:`Totals`, per (agent, day), in SQL over the ``records`` view of
 ``compactor.ledger._fleet`` (fields typed JSON): the same rules as :meth:`Totals.add`
-(integer token counts only, numeric non-bool costs only)."""
+(integer token counts only, numeric non-bool costs only, in nano-dollars: :func:`nano_usd`)."""
 
 
 def stats_from_rows(rows: Iterable[tuple[Any, ...]], *, since: str | None = None) -> LedgerStats:
@@ -175,11 +175,11 @@ def stats_from_rows(rows: Iterable[tuple[Any, ...]], *, since: str | None = None
     stats = LedgerStats(since=since)
     by_agent: dict[str, Totals] = {}
     by_day: dict[str, Totals] = {}
-    for (kind, agent, day, records, compactions, saved, cost, failures, retries,
+    for (kind, agent, day, records, compactions, saved, nano, failures, retries,
          alerts) in rows:
         key = NO_AGENT if kind == "n" else agent if kind == "s" else str(json.loads(agent))
         part = Totals(compactions=int(compactions), tokens_saved=int(saved or 0),
-                      cost_usd=float(cost or 0.0), summarizer_failures=int(failures),
+                      cost_nano=int(nano or 0), summarizer_failures=int(failures),
                       retries=int(retries), budget_alerts=int(alerts))
         stats.records += int(records)
         for t in (stats.total, by_agent.setdefault(key, Totals()),

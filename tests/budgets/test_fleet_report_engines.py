@@ -99,7 +99,10 @@ def expected_rows(kept: list[dict[str, Any]], key: str) -> dict[str, dict[str, A
         p95 = u[max(1, math.ceil(0.95 * n)) - 1]
         rate = row["exceeded"] / n
         out[name] = {
-            "invocations": n, "avg_usage_pct": round(100 * math.fsum(u) / n, 4),
+            # docs/budgets.md: usages summed in units of 1e-12 (half up) for the average
+            "invocations": n,
+            "avg_usage_pct": round(100 * sum(math.floor(x * 1e12 + 0.5) for x in u)
+                                   / (10**12 * n), 4),
             "p95_usage_pct": round(100 * p95, 4), "max_usage_pct": round(100 * u[-1], 4),
             "exceeded": row["exceeded"], "exceedance_rate": round(rate, 6),
             "alerts": row["alerts"], "bumps": row["bumps"], "blocked": row["blocked"],

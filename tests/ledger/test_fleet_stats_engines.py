@@ -101,7 +101,9 @@ def expected_stats(written: list[dict[str, Any]], since: datetime | None = None
             t["budget_alerts"] += event == "budget_alert"
 
     def done(t: dict[str, Any]) -> dict[str, Any]:
-        return {**t, "cost_usd": round(math.fsum(t["cost_usd"]), 6)}
+        # docs/ledger.md: each cost counted to the nano-dollar, half up, then summed
+        nano = sum(math.floor(c * 1e9 + 0.5) for c in t["cost_usd"])
+        return {**t, "cost_usd": nano / 10**9}
 
     return {"records": records, "total": done(total),
             "by_agent": {k: done(v) for k, v in sorted(by_agent.items())},
