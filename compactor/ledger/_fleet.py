@@ -20,10 +20,13 @@ Two engines read a fleet and fill the same result types (``LedgerStats``, ``Budg
   that is cut or corrupt are *salvaged*: that one file is read by the python reader (same
   lines kept, the same way) into a temporary file the query reads instead.
 
-Known difference (no ``Ledger`` writer produces such a line): a JSON object that lacks the
+Known differences (no ``Ledger`` writer produces such a line): a JSON object that lacks the
 ``session_id`` or ``agent_id`` key altogether is skipped by the python reader
 (``missing_keys``) but counted, with a null value, by DuckDB, whose JSON reader gives a
-missing key and a ``null`` value the same ``NULL``.
+missing key and a ``null`` value the same ``NULL``; a line with a ``NaN``/``Infinity``
+literal (not JSON, but Python's parser takes it) is a record for the python reader and not
+for DuckDB; an integer beyond 64 bits is a token count for the python fold, a float for
+DuckDB.
 """
 
 from __future__ import annotations
