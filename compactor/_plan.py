@@ -92,11 +92,11 @@ class PlanConfig:
         ConfigError: a value is out of range (the message names the field).
     """
 
-    high_watermark: float = 0.7
-    low_watermark: float = 0.4
+    high_watermark: float = 0.85
+    low_watermark: float = 0.65
     keep_recent: int = 10
     keep_first_user: bool = False
-    max_summary_tokens: int = 2000
+    max_summary_tokens: int = 8000
     summary_share: float = 0.75
     overflow: str = "raise"
     clear_tool_results: bool = False
