@@ -9,6 +9,11 @@ from compactor._format import SUMMARY_OPEN, is_summary
 from builders import a_calls, a_text, a_user, anthropic_session, o_calls
 
 
+# the thresholds these tests are built around (windows are set at 0.69 / 0.8 of a history),
+# given explicitly: a planner test must not depend on the shipped defaults
+AT_07 = PlanConfig(high_watermark=0.7, low_watermark=0.4, max_summary_tokens=2000)
+
+
 def counts_of(msgs, fmt, counter):
     return [message_tokens(m, fmt, counter) for m in msgs]
 
@@ -17,7 +22,8 @@ def test_under_high_watermark_plans_nothing(counter):
     """Below 0.7 of the window nothing happens."""
     msgs = anthropic_session(3)
     c = counts_of(msgs, Format.ANTHROPIC, counter)
-    p = plan(msgs, Format.ANTHROPIC, c, overhead_tokens=0, window=int(sum(c) / 0.69))
+    p = plan(msgs, Format.ANTHROPIC, c, overhead_tokens=0, window=int(sum(c) / 0.69),
+             config=AT_07)
     assert not p.compact and p.tokens_before == sum(c)
 
 
@@ -26,7 +32,8 @@ def test_over_high_watermark_compacts_toward_low_and_keeps_whole_units(counter):
     msgs = anthropic_session(30)
     c = counts_of(msgs, Format.ANTHROPIC, counter)
     window = int(sum(c) / 0.8)
-    cfg = PlanConfig(keep_recent=0)
+    cfg = PlanConfig(high_watermark=0.7, low_watermark=0.4, max_summary_tokens=2000,
+                     keep_recent=0)
     p = plan(msgs, Format.ANTHROPIC, c, overhead_tokens=0, window=window, config=cfg)
     assert p.compact and p.evicted and p.kept
     assert p.tokens_after <= cfg.low_watermark * window + max(c)
@@ -96,7 +103,8 @@ def test_apply_inserts_summary_where_each_provider_accepts_it(counter):
     """Anthropic: a leading user message; OpenAI: a system message after the system prompt."""
     msgs = anthropic_session(20)
     c = counts_of(msgs, Format.ANTHROPIC, counter)
-    p = plan(msgs, Format.ANTHROPIC, c, overhead_tokens=0, window=int(sum(c) / 0.8))
+    p = plan(msgs, Format.ANTHROPIC, c, overhead_tokens=0, window=int(sum(c) / 0.8),
+             config=AT_07)
     out = apply(p, msgs, "the summary")
     assert out[0]["role"] == "user" and out[0]["content"].startswith(SUMMARY_OPEN)
     assert validate(out, Format.ANTHROPIC) == []
@@ -107,7 +115,7 @@ def test_apply_inserts_summary_where_each_provider_accepts_it(counter):
               {"role": "assistant", "content": "answer " * 20}]
     o.append({"role": "user", "content": "last"})
     c = counts_of(o, Format.OPENAI, counter)
-    p = plan(o, Format.OPENAI, c, overhead_tokens=0, window=int(sum(c) / 0.8))
+    p = plan(o, Format.OPENAI, c, overhead_tokens=0, window=int(sum(c) / 0.8), config=AT_07)
     out = apply(p, o, "the summary")
     assert out[0] is o[0] and is_summary(out[1], Format.OPENAI)
     assert validate(out, Format.OPENAI) == []
@@ -118,10 +126,11 @@ def test_rolling_summary_stays_one_message(counter):
     msgs = anthropic_session(20)
     c = counts_of(msgs, Format.ANTHROPIC, counter)
     w = int(sum(c) / 0.8)
-    out = apply(plan(msgs, Format.ANTHROPIC, c, overhead_tokens=0, window=w), msgs, "first")
+    out = apply(plan(msgs, Format.ANTHROPIC, c, overhead_tokens=0, window=w, config=AT_07),
+                msgs, "first")
     out = list(out) + anthropic_session(20)[1:]
     c2 = counts_of(out, Format.ANTHROPIC, counter)
-    p2 = plan(out, Format.ANTHROPIC, c2, overhead_tokens=0, window=w)
+    p2 = plan(out, Format.ANTHROPIC, c2, overhead_tokens=0, window=w, config=AT_07)
     assert p2.previous_summary_index == 0 and 0 in p2.evicted
     out2 = apply(p2, out, "second")
     assert sum(is_summary(m, Format.ANTHROPIC) for m in out2) == 1
@@ -130,7 +139,7 @@ def test_rolling_summary_stays_one_message(counter):
 def test_plan_config_errors_name_the_field():
     """Out-of-range settings raise ConfigError naming the field."""
     for kw, field in [({"high_watermark": 1.5}, "high_watermark"),
-                      ({"low_watermark": 0.8}, "low_watermark"),
+                      ({"high_watermark": 0.7, "low_watermark": 0.8}, "low_watermark"),
                       ({"keep_recent": -1}, "keep_recent"),
                       ({"overflow": "drop"}, "overflow")]:
         with pytest.raises(ConfigError) as e:
