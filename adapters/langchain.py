@@ -460,9 +460,11 @@ class CompactionMiddleware(_Base):  # type: ignore[misc,valid-type]
     def _with_recall(self, request: Any) -> Any:
         """``request`` with the recalled block of this session's last result placed in its
         messages as ``place_recall`` places it (the request itself when there is none);
-        the calibration estimate then counts the block."""
+        the calibration estimate then counts the block. The block stays pending until the
+        next ``before_model`` of the session, so a retry of the model call (an outer
+        middleware calling the handler again) carries it too."""
         sid = self._session()
-        r = self._pending.pop(sid, None)
+        r = self._pending.get(sid)
         if r is None:
             return request
         messages = _placed(list(request.messages), self.fmt, r.recall)

@@ -123,3 +123,38 @@ def test_chat_openai_agent_sends_the_recalled_note_through_the_sync_hooks(tmp_pa
     assert f"[0] user: {NOTE}" in block
     assert not any(text_of(m["content"]) == NOTE for m in sent)
     assert not any(OPEN in s for s in states)
+
+
+async def test_a_retried_model_call_carries_the_block_again(tmp_path: Path):
+    """With LangChain's ``ModelRetryMiddleware`` outside the compaction middleware and the
+    server failing the question's first request (HTTP 500), the retry is sent with the same
+    recalled block as the failed attempt; the state still never holds it; 0 violations."""
+    from langchain.agents.middleware import ModelRetryMiddleware
+
+    from compactor.testing import Fault
+
+    server = LoopbackServer(respond, max_context_tokens=WINDOW).start()
+    server.enqueue(Fault.error(500), path=MESSAGES_PATH, match=lambda r: QUESTION in str(r.json))
+    compactor = MessageCompactor(store=FileSessionStore(tmp_path / "store"), recall_share=0.1)
+    mw = CompactionMiddleware(compactor, model=MODEL, window=WINDOW, max_tokens=MAX_TOKENS)
+    model = ChatAnthropic(model=MODEL, base_url=server.url, api_key="test-key",
+                          max_tokens=MAX_TOKENS, max_retries=0)
+    retry = ModelRetryMiddleware(max_retries=1, initial_delay=0.0, jitter=False,
+                                 retry_on=lambda e: True, on_failure="error")
+    agent = create_agent(model, middleware=[retry, mw], checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "lc-retry"}}
+    try:
+        for text in turns()[:-1]:
+            await agent.ainvoke({"messages": [HumanMessage(text)]}, config)
+        state = (await agent.aget_state(config)).values["messages"]
+    finally:
+        server.stop()
+
+    assert server.violations == []
+    asked = [r for r in server.requests_to(MESSAGES_PATH) if QUESTION in str(r.json)]
+    assert [r.status for r in asked] == [500, 200]
+    lasts = [r.json["messages"][-1]["content"] for r in asked]
+    blocks = [c[-1].get("text", "") if isinstance(c, list) else "" for c in lasts]
+    assert blocks[0] == blocks[1] and blocks[0].startswith(OPEN)
+    assert f"[0] user: {NOTE}" in blocks[0]
+    assert OPEN not in state_text(state)
