@@ -4,9 +4,11 @@ ledger are what the file said; keyword overrides win over the file."""
 from __future__ import annotations
 
 import os
+import tomllib
+from dataclasses import fields
 
 from compactor import HeuristicCounter, MemorySink, PlanConfig, Tier
-from compactor._config import compactor_from_config, load_config
+from compactor._config import compactor_from_config, load_config, shipped_path
 
 from config_samples import write
 
@@ -65,15 +67,16 @@ def test_overrides_win_and_skip_building_what_they_replace(tmp_path):
 
 def test_no_store_or_ledger_unless_configured(tmp_path, monkeypatch):
     """With the shipped defaults (no file, no env) there is no store and no ledger, and
-    the plan is PlanConfig's defaults."""
+    the plan is what the shipped compactor.toml writes, which is PlanConfig's defaults."""
     monkeypatch.chdir(tmp_path)
     for var in ("COMPACTOR_CONFIG", "COMPACTOR_HOME", "COMPACTOR_LEDGER", "COMPACTOR_BUDGETS"):
         monkeypatch.delenv(var, raising=False)
     comp = compactor_from_config(counter=HeuristicCounter())
     assert comp.store is None and type(comp.sink).__name__ == "NullSink"
-    assert comp.config == PlanConfig(high_watermark=0.7, low_watermark=0.4, keep_recent=10,
-                                     keep_first_user=False, max_summary_tokens=2000,
-                                     summary_share=0.75, overflow="raise")
+    shipped = tomllib.loads(shipped_path().read_text())["compactor"]
+    written = {f.name: shipped[f.name] for f in fields(PlanConfig) if f.name in shipped}
+    assert len(written) >= 10                      # the shipped file writes out the plan keys
+    assert comp.config == PlanConfig(**written) == PlanConfig()
     assert comp.window is None and comp.windows.window_for("claude-opus-4-1") == 200_000
 
 

@@ -34,8 +34,8 @@ BAD = [
      "'nightly'"),
     ("old-budgets-table-beside-new", ("[store]", "[settings]\nenforcement = 'soft'\n[store]"),
      "settings", "[budgets.settings]"),
-    ("reserved-store-url", ('root = "data/store"', 'url = "s3://bucket"'), "store.url",
-     "reserved"),
+    ("store-url-not-postgres", ('root = "data/store"', 'url = "s3://bucket"'), "store.url",
+     'write url = "postgresql://'),
 ]
 
 

@@ -5,6 +5,9 @@ shipped defaults)."""
 from __future__ import annotations
 
 import json
+import tomllib
+
+from compactor._config import shipped_path
 
 from config_samples import write
 
@@ -26,7 +29,8 @@ def test_sources_default_file_env_and_flag(tmp_path, compactor_cli):
     assert v["store.root"] == {"value": str(tmp_path / "home"), "source": "env",
                                "from": "$COMPACTOR_HOME"}
     assert v["compactor.keep_recent"] == {"value": 3, "source": "flag", "from": "--set"}
-    assert v["compactor.low_watermark"] == {"value": 0.4, "source": "default", "from": None}
+    shipped = tomllib.loads(shipped_path().read_text())["compactor"]["low_watermark"]
+    assert v["compactor.low_watermark"] == {"value": shipped, "source": "default", "from": None}
     assert v["maintenance.store"]["value"] == str(tmp_path / "home")   # follows store.root
     assert got["file"] == str(path) and got["found_by"] == "flag"
 

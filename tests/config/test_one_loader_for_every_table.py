@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from compactor import ConfigError, MessageCompactor, SessionStore
+from compactor import ConfigError, MessageCompactor, PlanConfig, SessionStore
 from compactor import budgets, maintenance
 from compactor._config import KEYS, check_config, load_config, shipped_path
 from compactor.ledger import Ledger
@@ -57,7 +57,7 @@ def test_the_old_budgets_layout_still_loads(tmp_path):
     path = write(tmp_path, OLD_BUDGETS, name="budgets.toml")
     cfg = load_config(path)
     assert list(cfg.budgets.profiles) == ["solo"]
-    assert cfg.plan.high_watermark == 0.7                       # everything else: defaults
+    assert cfg.plan == PlanConfig()                             # everything else: defaults
     bad = write(tmp_path, OLD_BUDGETS.replace('bot = "solo"', 'bot = "sol"'), name="b2.toml")
     with pytest.raises(ConfigError) as info:
         budgets.load_config(bad)
@@ -150,13 +150,15 @@ def test_a_relative_path_in_the_environment_is_relative_to_the_working_directory
 
 
 def test_a_rule_across_keys_names_the_file_that_broke_it(tmp_path):
-    """Only high_watermark = 0.3 in the file: the default low_watermark (0.4) is no longer
-    below it; the error names the file and a low_watermark that would fit."""
+    """Only high_watermark = 0.3 in the file: the default low_watermark is no longer below
+    it; the error names the file, the default it broke and a low_watermark that would fit."""
+    low = PlanConfig().low_watermark
+    assert low >= 0.3                                # the premise: 0.3 breaks the default
     path = write(tmp_path, "[compactor]\nhigh_watermark = 0.3\n")
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert (info.value.field, info.value.source) == ("compactor.low_watermark", str(path))
-    assert "got 0.4" in str(info.value) and "e.g. 0.17" in str(info.value)
+    assert f"got {low:g}" in str(info.value) and "e.g. 0.17" in str(info.value)
 
 
 def test_a_misspelt_table_beside_old_budgets_tables_is_one_problem(tmp_path):
