@@ -13,6 +13,9 @@ from compactor._plan import PRIORITY_KEY, TTL_KEY, PlanConfig, apply, plan
 from compactor._tokens import message_tokens
 
 COUNTER = HeuristicCounter()
+# the thresholds these plans are built around (windows at 0.72-0.8 of a history), given
+# explicitly: a keep-rule test must not depend on the shipped defaults
+WATERMARKS = {"high_watermark": 0.7, "low_watermark": 0.4, "max_summary_tokens": 2000}
 
 
 def _chat(n: int) -> list[dict[str, Any]]:
@@ -25,7 +28,7 @@ def _chat(n: int) -> list[dict[str, Any]]:
 
 def _plan(msgs, fmt=Format.OPENAI, share=0.8, **cfg):
     counts = [message_tokens(m, fmt, COUNTER) for m in msgs]
-    config = PlanConfig(keep_recent=0, **cfg)
+    config = PlanConfig(**{**WATERMARKS, "keep_recent": 0, **cfg})
     return plan(msgs, fmt, counts, overhead_tokens=0, window=int(sum(counts) / share),
                 config=config, counter=COUNTER)
 

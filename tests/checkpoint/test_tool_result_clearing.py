@@ -12,6 +12,9 @@ from compactor._plan import PlanConfig, apply, fill_target, plan
 from compactor._tokens import message_tokens
 
 COUNTER = HeuristicCounter()
+# the thresholds these plans are built around (windows at 0.75-0.8 of a history), given
+# explicitly: a clearing test must not depend on the shipped defaults
+WATERMARKS = {"high_watermark": 0.7, "low_watermark": 0.4, "max_summary_tokens": 2000}
 BIG = ("row 17 of table orders: status shipped, carrier DHL, tracking JD014600006081 " * 30).strip()
 
 
@@ -42,7 +45,7 @@ def _openai(n_calls: int) -> list[dict[str, Any]]:
 
 def _plan(msgs, fmt, window, **cfg):
     counts = [message_tokens(m, fmt, COUNTER) for m in msgs]
-    config = PlanConfig(clear_tool_results=True, **cfg)
+    config = PlanConfig(**{**WATERMARKS, "clear_tool_results": True, **cfg})
     return plan(msgs, fmt, counts, overhead_tokens=0, window=window, config=config,
                 counter=COUNTER), counts, config
 
@@ -110,7 +113,8 @@ def test_fill_target_keeps_more_recent_units_when_the_summary_is_short() -> None
     msgs = _anthropic(12)
     counts = [message_tokens(m, Format.ANTHROPIC, COUNTER) for m in msgs]
     window = int(sum(counts) / 0.8)
-    config = PlanConfig(max_summary_tokens=1500, keep_recent=0, clear_tool_results=False)
+    config = PlanConfig(high_watermark=0.7, low_watermark=0.4, max_summary_tokens=1500,
+                        keep_recent=0, clear_tool_results=False)
     p = plan(msgs, Format.ANTHROPIC, counts, overhead_tokens=0, window=window, config=config)
     q = fill_target(p, msgs, counts, 30, config)
     assert len(q.kept) > len(p.kept) and set(q.kept) | set(q.evicted) == set(range(len(msgs)))
