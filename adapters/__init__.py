@@ -11,8 +11,9 @@ chain that never fails the agent's call.
   calls compacted first (the ``[openai]`` extra).
 * ``compactor.adapters.langchain`` -- ``CompactionMiddleware`` (a LangChain v1
   ``AgentMiddleware``) and the LangChain converters (the ``[langchain]`` extra).
-* ``compactor.adapters.pydantic_ai`` -- ``CompactingHistoryProcessor`` and the Pydantic AI
-  converters (the ``[pydantic-ai]`` extra).
+* ``compactor.adapters.pydantic_ai`` -- ``CompactingHistoryProcessor``,
+  ``CompactingCapability`` (which also places the recall block in the model request) and
+  the Pydantic AI converters (the ``[pydantic-ai]`` extra).
 * ``compactor.adapters.openai_agents`` -- ``CompactingSession`` (an OpenAI Agents SDK
   ``Session`` wrapping any session; the ``[openai-agents]`` extra).
 * This module -- the resilience pieces both use: ``RetryPolicy``, ``FallbackChain``,

@@ -497,8 +497,10 @@ class MessageCompactor:
                 if o is not None and h is not None and o < len(s.branch) and s.branch[o] == h}
         rr = await with_recall(self, res, session_id=session_id, share=self.recall_share,
                                chains=s.chains if s.chained else None, exclude_ordinals=excl)
-        if not rr.block:
-            return res
+        placed = rr.block and (len(rr.messages) != len(res.messages)
+                               or any(a is not b for a, b in zip(rr.messages, res.messages)))
+        if not placed:
+            return res   # nothing found, or no place for it (the history ends in a reply)
         await self._emit("recall", {"session_id": session_id, "agent_id": self.agent_id,
                                     "refs": list(rr.block.ordinals), "tokens": rr.block.tokens})
         return dataclasses.replace(res, recall=rr.block, request_messages=rr.messages)

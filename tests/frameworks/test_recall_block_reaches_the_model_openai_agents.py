@@ -85,10 +85,10 @@ async def test_run_sends_the_recalled_note_and_calibrates_on_it(tmp_path: Path):
 
 
 async def test_view_with_no_place_for_the_block_is_estimated_without_it(tmp_path: Path):
-    """Runs without the filter: ``get_items`` after the question recalls the note but has no
-    user turn to put it next to (the history ends in the answer), so no request carries a
-    block and the estimate compared with the server's usage of the next request is the
-    history's alone."""
+    """Runs without the filter: ``get_items`` after the question has no user turn to put a
+    recalled note next to (the history ends in the answer), so the result carries no block,
+    no request carries one, and the estimate compared with the server's usage of the next
+    request is the history's alone."""
     server, compactor, calibrator, agent, raw, session = _setup(tmp_path, "oa-view")
     try:
         for text in turns():
@@ -99,9 +99,11 @@ async def test_view_with_no_place_for_the_block_is_estimated_without_it(tmp_path
     assert server.violations == []
     calls = server.requests_to(RESPONSES_PATH)
     assert len(calls) == len(turns()) and not any(OPEN in str(r.json) for r in calls)
-    # the last run read the view after the question: recall found the note
+    # the last run read the view after the question: recall had no user turn to place the
+    # note next to, so the result carries no block and nothing to send but the history
     result = session.last_result
-    assert result.recall and f"[0] user: {NOTE}" in result.recall.text
+    assert result.recall is None and result.request_messages is None
+    assert result.to_send() is result.messages
     estimate, provider = calibrator.seen[-1]
     assert provider == server.tokenizer.count(calls[-1].json)
     assert estimate == result.tokens_after
