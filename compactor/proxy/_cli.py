@@ -166,14 +166,16 @@ def _serve(args: argparse.Namespace, host: str, port: int, token: str | None) ->
                              graceful_timeout_s=args.graceful_timeout)
         ups = ", ".join(f"{n} -> {u}" for n, u in (("anthropic", settings.anthropic_upstream),
                                                    ("openai", settings.openai_upstream)) if u)
-        print(f"compactor proxy: listening on {server.url} ({ups}; store {cfg.store_root}; "
+        print(f"compactor proxy: listening on {server.url} ({ups}; store {cfg.store_name}; "
               f"ledger {cfg.ledger_path}{'; shadow' if args.shadow else ''})", flush=True)
         server.serve()
         print("compactor proxy: stopped", flush=True)
     finally:
-        close = getattr(ledger, "close", None)
-        if close is not None:
-            close()
+        # the ledger, and the store's connection pool (a PostgreSQL store)
+        for closable in (ledger, getattr(compactor, "store", None)):
+            close = getattr(closable, "close", None)
+            if close is not None:
+                close()
     return 0
 
 
