@@ -123,6 +123,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
                      "CPU/call median ms", "CPU/call p95 ms", "CPU total s"], rows,
                     "llrrrrrrrrrrrrrr")
         L.append("")
+        L += _kind_table(cells)
     L.append("Empty = histories with no conversation message left (the system prompt alone). "
              "Over window = histories over the window by our count (tiktoken); "
              "`count_tokens_approximately` counts characters / 4. Overflows = calls whose "
@@ -186,6 +187,22 @@ def render_markdown(results: Mapping[str, Any]) -> str:
 _COLORS = {"none": "#7f7f7f", "truncation": "#ff7f0e", "trim_messages": "#d62728",
            "trim_messages+human": "#9467bd", "ours": "#2ca02c", "ours+llm": "#17becf"}
 _MARKERS = ["o", "s", "^", "D", "v", "P"]
+
+
+def _kind_table(cells: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Probe answers kept per probe kind (``contained/ceiling``), one row per window and
+    strategy; nothing when the input's probes carry no kinds. Compares strategies kind by
+    kind (a summary must keep each kind at least as well as plain truncation)."""
+    kinds = sorted({k for c in cells for k in (c.get("probes_by_kind") or {})})
+    if not kinds:
+        return []
+    rows = []
+    for c in cells:
+        by = c.get("probes_by_kind") or {}
+        rows.append([c["window"], c["strategy"]] + [
+            f"{by[k]['contained']}/{by[k]['ceiling']}" if k in by else "–" for k in kinds])
+    return ["Probe answers kept, by probe kind (kept / in the full history):", ""] + \
+        _table(["window", "strategy", *kinds], rows, "ll" + "r" * len(kinds)) + [""]
 
 
 def render_charts(results: Mapping[str, Any], out_dir: Path) -> list[Path]:

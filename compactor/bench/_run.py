@@ -219,6 +219,7 @@ async def replay_cell(ds: Dataset, spec: str, strategy: str, counter: TokenCount
         "probes_total": s.probes_total, "probes_contained": s.probes_contained,
         "probes_ceiling": s.probes_ceiling,
         "probes_vs_ceiling": _rate(s.probes_contained, s.probes_ceiling),
+        "probes_by_kind": {k: dict(v) for k, v in sorted(s.probes_by_kind.items())},
         "cpu_per_call_median_ms": round(statistics.median(cpu) * 1e3, 4) if timed and cpu else None,
         "cpu_per_call_p95_ms": round(percentile(cpu, 0.95) * 1e3, 4) if timed and cpu else None,
         "cpu_total_s": round(sum(cpu), 4) if timed else None,

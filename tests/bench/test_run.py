@@ -129,3 +129,19 @@ def test_cli_writes_a_results_folder(tiny_data: Path, tmp_path: Path) -> None:
     data = json.loads((out / "results.json").read_text())
     assert {c["strategy"] for c in data["cells"]} == {"none", "ours", "trim_messages"}
     assert main(["bench", "--data", str(tmp_path / "missing"), "--out", str(out)]) == 2
+
+
+def test_kind_table_shows_each_strategy_kind_by_kind() -> None:
+    """The per-kind table has a row per window and strategy and a column per probe kind,
+    each cell kept/ceiling from that cell's probes_by_kind ('–' where a kind is absent)."""
+    from compactor.bench._report import _kind_table
+
+    cells = [{"window": "25%", "strategy": "truncation",
+              "probes_by_kind": {"file_modified": {"contained": 51, "ceiling": 59}}},
+             {"window": "25%", "strategy": "ours",
+              "probes_by_kind": {"file_modified": {"contained": 59, "ceiling": 59},
+                                 "symbol_changed": {"contained": 70, "ceiling": 78}}}]
+    lines = _kind_table(cells)
+    assert "| 25% | truncation | 51/59 | – |" in lines
+    assert "| 25% | ours | 59/59 | 70/78 |" in lines
+    assert _kind_table([{"window": "4k", "strategy": "ours", "probes_by_kind": {}}]) == []
