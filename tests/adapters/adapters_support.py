@@ -29,6 +29,9 @@ TOOLS = [
     {"name": "run_tests", "description": "Run the test suite, return the failures.",
      "input_schema": {"type": "object", "properties": {"target": {"type": "string"}}}},
 ]
+#: The thresholds the agent loops are sized for (28 turns at WINDOW compact several times),
+#: given explicitly: an adapter test must not depend on the shipped defaults.
+PLAN = PlanConfig(high_watermark=0.7, low_watermark=0.4, max_summary_tokens=400)
 #: Small, fast retries: tests must not sleep for long.
 FAST_RETRY = RetryPolicy(attempts=3, deadline_s=10.0, backoff_s=0.005, backoff_max_s=0.02,
                          retry_after_max_s=0.2)
@@ -89,8 +92,7 @@ def harness(raw_client, tiktoken_counter: TiktokenCounter) -> Harness:
     sink = MemorySink()
     summ = AnthropicSummarizer(raw_client, model=SUMMARY_MODEL, max_tokens=400,
                                timeout_s=0.3, retry=FAST_RETRY, sink=sink)
-    comp = resilient_compactor(summ, sink=sink, counter=tiktoken_counter,
-                               config=PlanConfig(max_summary_tokens=400))
+    comp = resilient_compactor(summ, sink=sink, counter=tiktoken_counter, config=PLAN)
     return Harness(CompactingAnthropic(raw_client, comp, window=WINDOW, session_id="run"),
                    sink, comp, summ)
 

@@ -9,7 +9,8 @@ import pytest
 
 from compactor.testing import MESSAGES_PATH, Fault, LoopbackServer, Reply
 
-from adapters_support import AGENT_MODEL, API_KEY, FAST_RETRY, SUMMARY_MODEL, WINDOW, Harness, run_agent_loop
+from adapters_support import (AGENT_MODEL, API_KEY, FAST_RETRY, PLAN, SUMMARY_MODEL, WINDOW,
+                              Harness, run_agent_loop)
 
 TURNS = 28
 
@@ -108,15 +109,14 @@ async def test_summarizer_down_for_the_whole_run(server: LoopbackServer, harness
 async def test_deadline_bounds_the_retries(server: LoopbackServer, raw_client, tiktoken_counter):
     """With a deadline shorter than the server's retry-after, no retry is attempted past
     it: the summarizer gives up after one call."""
-    from compactor import MemorySink, PlanConfig
+    from compactor import MemorySink
     from compactor.adapters import RetryPolicy, resilient_compactor
     from compactor.adapters.anthropic_sdk import AnthropicSummarizer, CompactingAnthropic
 
     sink = MemorySink()
     policy = RetryPolicy(attempts=5, deadline_s=0.5, backoff_s=0.001, retry_after_max_s=5.0)
     summ = AnthropicSummarizer(raw_client, model=SUMMARY_MODEL, retry=policy, sink=sink)
-    comp = resilient_compactor(summ, sink=sink, counter=tiktoken_counter,
-                               config=PlanConfig(max_summary_tokens=400))
+    comp = resilient_compactor(summ, sink=sink, counter=tiktoken_counter, config=PLAN)
     client = CompactingAnthropic(raw_client, comp, window=WINDOW)
     server.enqueue(Fault.rate_limited(retry_after=3), path=MESSAGES_PATH, model=SUMMARY_MODEL,
                    times=None)

@@ -9,7 +9,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from compactor import MessageCompactor
+from compactor import MessageCompactor, PlanConfig
 from compactor.adapters.openai_sdk import CompactingOpenAI
 from compactor.testing import CHAT_PATH, RESPONSES_PATH
 
@@ -29,7 +29,13 @@ async def test_recalled_blocks_are_sent_and_calibration_counts_them(tmp_path: Pa
     error stays under 5% on the last 20 responses (the block's tokens are part of the
     estimate compared with the server's count)."""
     h = make_harness(tmp_path)
-    h.compactor = MessageCompactor(store=h.store, sink=h.ledger, recall_share=0.1)
+    # the thresholds the bar was measured at: a compaction changes what a request is made
+    # of (summary and block against tool output, which the server counts at another ratio
+    # to ours), and compacting at 0.7 down to 0.4 the fit has seen that often enough by the
+    # last 20 responses; without the block's tokens they stay near 20% off
+    h.compactor = MessageCompactor(store=h.store, sink=h.ledger, recall_share=0.1,
+                                   config=PlanConfig(high_watermark=0.7, low_watermark=0.4,
+                                                     max_summary_tokens=2000))
     raw = openai.AsyncOpenAI(base_url=h.server.url + "/v1", api_key=API_KEY, max_retries=0)
     client = CompactingOpenAI(raw, h.compactor, window=WINDOW, session_id="recall")
     try:

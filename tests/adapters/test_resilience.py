@@ -87,8 +87,10 @@ async def test_span_larger_than_the_window_is_summarized_concurrently(tiktoken_c
 
         raw = anthropic.AsyncAnthropic(base_url=srv.url, api_key="k")
         summ = AnthropicSummarizer(raw, model=SUMMARY_MODEL, input_window=400)
+        # the span is what a compaction to 0.4 of the window evicts: several input windows
         comp = MessageCompactor(summarizer=summ, counter=tiktoken_counter, max_concurrency=8,
-                                config=PlanConfig(max_summary_tokens=600))
+                                config=PlanConfig(high_watermark=0.7, low_watermark=0.4,
+                                                  max_summary_tokens=600))
         history = []
         for t in range(40):
             history.append({"role": "user", "content": f"Request {t}: " + "details " * 30})
