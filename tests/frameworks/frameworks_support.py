@@ -77,7 +77,11 @@ def make_harness(tmp: Path, *, clear: bool = False) -> Harness:
     store = SessionStore(tmp / "store")
     ledger_path = tmp / "ledger" / "ledger.jsonl"
     ledger = Ledger(ledger_path, fsync="never")
-    config = PlanConfig(clear_tool_results=True, clear_keep_last=2) if clear else None
+    # with clearing, the thresholds the runs are sized for are given (at the shipped 0.85 /
+    # 0.65 clearing alone keeps ~40 tool turns of placeholders in a request: longer than
+    # check_run's half of the history); without it the runs use the shipped defaults
+    config = PlanConfig(high_watermark=0.7, low_watermark=0.4, max_summary_tokens=2000,
+                        clear_tool_results=True, clear_keep_last=2) if clear else None
     compactor = MessageCompactor(store=store, sink=ledger, config=config)
     h = Harness(server, compactor, store, ledger, ledger_path)
     real = compactor.compact_if_needed

@@ -60,7 +60,9 @@ async def test_cleared_tool_returns_are_copies_of_the_agents_requests():
     of the agent's request: same parts and call ids, the cleared content replaced, the
     original left untouched."""
     history = to_pydantic_ai(anthropic_session(12), system=SYSTEM)
-    proc = _processor(config=PlanConfig(clear_tool_results=True, clear_keep_last=1,
+    # 12 turns are over 0.7 of the 3000-token window (the threshold given, not a default)
+    proc = _processor(config=PlanConfig(high_watermark=0.7, low_watermark=0.4,
+                                        clear_tool_results=True, clear_keep_last=1,
                                         clear_min_tokens=1))
     out = await proc(None, history)
     assert proc.last_result.compacted
