@@ -138,6 +138,10 @@ def choose_engine(name: str) -> str:
 
     try:
         require("duckdb", extra="duckdb", what="--engine duckdb")
+    except ImportError:                 # installed but broken (a missing library, say)
+        if name == "duckdb":
+            raise MissingExtraError("duckdb", "duckdb", "--engine duckdb") from None
+        return "python"
     except MissingExtraError:
         if name == "duckdb":
             raise
