@@ -726,7 +726,7 @@ class MessageCompactor:
             summary, present = add_missing_facts(summary, items, kept_text, p.summary_budget,
                                                  self.counter)
             total_items = len(items)
-        if summary and p.summary_budget:
+        if summary and p.summary_budget and self.config.fill_to_target:
             # a summary shorter than its budget leaves room: more recent units stay verbatim
             p = fill_target(p, work, counts, self.counter.count(summary), self.config)
         new = apply(p, work, summary, ordinals=r.ordinals)

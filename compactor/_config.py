@@ -268,6 +268,10 @@ KEYS: tuple[Key, ...] = (
         "write true or false", "",
         "before summarizing, replace old tool results with a placeholder naming their "
         "archive ordinal and identifiers"),
+    Key("compactor", "fill_to_target", _P.fill_to_target, _boolean,
+        "write true or false", "",
+        "when the summary is shorter than its budget, keep more recent turns verbatim in "
+        "the room it left (up to the low watermark)"),
     Key("compactor", "clear_keep_last", _P.clear_keep_last, _integer(0),
         "write a whole number >= 0, e.g. 3", "tool uses",
         "the results of the last this many tool uses are never cleared"),
@@ -671,7 +675,7 @@ def _key_part(key: str, prefix: str) -> str:
 def _build_plan(p: _Problems, settings: Mapping[str, Setting]) -> PlanConfig:
     names = ("high_watermark", "low_watermark", "keep_recent", "keep_first_user",
              "max_summary_tokens", "summary_share", "overflow", "clear_tool_results",
-             "clear_keep_last", "clear_min_tokens")
+             "clear_keep_last", "clear_min_tokens", "fill_to_target")
     try:
         return PlanConfig(**{n: settings[f"compactor.{n}"].value for n in names})
     except ConfigError as e:  # a rule across keys (low < high): re-worded into the one format

@@ -82,6 +82,12 @@ class PlanConfig:
         summary_share: the summary may take at most this share of the low-watermark target.
         overflow: ``"raise"`` (default) or ``"truncate_tool_results"`` -- when the floor does
             not fit, shorten the longest tool results in it (the originals stay archived).
+        fill_to_target: when the summary comes out shorter than its budget, keep more recent
+            units verbatim in the room it left (:func:`fill_target`), so the result reaches
+            the low watermark. Off by default: on the shared transcripts at the default
+            watermarks it used 99% of the target instead of 81-91%, but compacted 16-52% more
+            often (each compaction a prompt-cache miss and a summarizer call) and kept fewer
+            LoCoMo answers (190 vs 197 of 314) -- the room goes to the summary instead.
         clear_tool_results: before summarizing, replace old tool results (all but those of
             the last ``clear_keep_last`` tool uses, not of ``clear_exclude_tools``, at least
             ``clear_min_tokens`` tokens long, not pinned) with a placeholder holding the
@@ -100,6 +106,7 @@ class PlanConfig:
     summary_share: float = 0.75
     overflow: str = "raise"
     clear_tool_results: bool = False
+    fill_to_target: bool = False
     clear_keep_last: int = 3
     clear_exclude_tools: tuple[str, ...] = ()
     clear_min_tokens: int = 100

@@ -176,8 +176,10 @@ def test_tau_bench_must_keep_at_4k(shared_data):
     """ids, amounts, dates and flight numbers of evicted turns are found in what was sent
     at >= 99% (counted by this test in the evicted spans and the sent histories)."""
     rec = _replay_recorded(shared_data / "tau_bench_gpt4o_airline.anthropic.jsonl", window=4000)
-    assert rec.broken == [] and rec.compactions > 200
-    assert rec.must_keep > 5000
+    # not vacuous: many compactions and thousands of items (171 and 4,876 at the shipped
+    # 0.85/0.65 watermarks; 306 and ~5,400 at the earlier 0.7/0.4)
+    assert rec.broken == [] and rec.compactions > 150
+    assert rec.must_keep > 4000
     assert rec.kept / rec.must_keep >= 0.99, (rec.kept, rec.must_keep)
 
 

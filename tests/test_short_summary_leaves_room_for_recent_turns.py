@@ -1,5 +1,5 @@
-"""A summary shorter than its budget leaves room: the compaction keeps more recent turns
-verbatim in it, and stays under the low watermark."""
+"""With ``fill_to_target``, a summary shorter than its budget leaves room: the compaction
+keeps more recent turns verbatim in it, and stays under the low watermark."""
 
 from compactor import MessageCompactor
 from compactor._plan import PlanConfig
@@ -29,7 +29,8 @@ def _history() -> list[dict]:
 async def test_short_summary_keeps_more_recent_messages_under_the_low_watermark():
     """With a 5-word summary the result keeps more of the newest messages than with a
     summary that fills its budget, and its tokens stay under low_watermark x window."""
-    config = PlanConfig(high_watermark=0.8, low_watermark=0.5, max_summary_tokens=800)
+    config = PlanConfig(high_watermark=0.8, low_watermark=0.5, max_summary_tokens=800,
+                        fill_to_target=True)
     counter = HeuristicCounter()
     window = 4000
     kept = {}
