@@ -943,7 +943,7 @@ _ARTIFACT_SHARE = 0.25
 
 
 def render(cp: Checkpoint, budget_tokens: int, counter: TokenCounter, *, context: str = "",
-           novelty: float = 0.5) -> str:
+           novelty: float = 0.3) -> str:
     """The checkpoint as text of at most ``budget_tokens`` tokens (by ``counter``).
 
     ``context``: text that stays in the context anyway (the kept messages); identifiers

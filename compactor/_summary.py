@@ -135,13 +135,17 @@ class ExtractiveSummarizer:
 
     Args:
         facts_share: kept for compatibility (identifiers are a checkpoint section now).
-        novelty: a note is skipped when less than this share of its content words is new.
+        novelty: a note is skipped when less than this share of its content words is new
+            (near-duplicates). 0.3: the render's greedy coverage already discounts covered
+            words, so the filter only drops near-copies; on LoCoMo (window 22/25/28%) 0.3
+            kept 180/206/205 answers of 314 against 186/197/192 at 0.5, the coding sessions
+            343 of 352 either way, at ~10-20% more compactions.
     """
 
     name = "extractive"
     input_window: int | None = None
 
-    def __init__(self, facts_share: float = 0.25, novelty: float = 0.5) -> None:
+    def __init__(self, facts_share: float = 0.25, novelty: float = 0.3) -> None:
         self.facts_share = facts_share
         self.novelty = novelty
 
