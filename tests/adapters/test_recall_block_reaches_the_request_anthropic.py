@@ -11,8 +11,9 @@ import anthropic
 import pytest
 
 from compactor import FileSessionStore, MessageCompactor
-from compactor.adapters.anthropic_sdk import Calibrator, CompactingAnthropic
-from compactor.testing import MESSAGES_PATH, LoopbackServer, RecordedRequest, Reply
+from compactor.adapters.anthropic_sdk import CompactingAnthropic
+from compactor.testing import MESSAGES_PATH, LoopbackServer, RecordedRequest
+from frameworks.recall_support import RecordingCalibrator, respond
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -54,23 +55,6 @@ def filler(k: int) -> str:
         a, b = PARTS[n % len(PARTS)], PARTS[n // len(PARTS) % len(PARTS)]
         words.append(a + b + (str(n // len(PARTS) ** 2) if n >= len(PARTS) ** 2 else ""))
     return " ".join(words) + "."
-
-
-def respond(req: RecordedRequest) -> Reply:
-    """The agent model: a short acknowledgement naming the request's sequence number."""
-    return Reply(text=f"Ack {req.seq}.")
-
-
-class RecordingCalibrator(Calibrator):
-    """A calibrator that keeps every (estimate, provider count) pair it is given."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[tuple[int, int]] = []
-
-    def observe(self, model: str, estimate: int, provider: int) -> float | None:
-        self.seen.append((estimate, provider))
-        return super().observe(model, estimate, provider)
 
 
 def text_of(message: dict[str, Any]) -> str:

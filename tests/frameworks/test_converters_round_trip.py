@@ -159,6 +159,7 @@ def test_pydantic_ai_rejects_what_is_not_a_model_message():
 @pytest.mark.parametrize("module, blocked, extra", [
     ("compactor.adapters.pydantic_ai", "pydantic_ai", "pydantic-ai"),
     ("compactor.adapters.langchain", "langchain_core", "langchain"),
+    ("compactor.adapters.openai_agents", "agents", "openai-agents"),
 ])
 def test_a_missing_framework_is_one_line_naming_the_extra(module, blocked, extra):
     """Importing an adapter without its framework raises MissingExtraError: one line naming
