@@ -16,6 +16,7 @@ from typing import Any
 from compactor import MessageCompactor, SessionStore, content_hash
 from compactor.ledger import Ledger, read_records
 from compactor.testing import CHAT_PATH, LoopbackServer, RecordedRequest, Reply
+from httpserve import LocalHTTPServer
 
 AGENT_MODEL = "gpt-4o"
 API_KEY = "sk-openai-test-0123456789abcdef"
@@ -306,7 +307,7 @@ def check_run(h: Harness, run: Run, session_id: str, path: str) -> None:
 
 
 # --------------------------------------------------------------------------- a usage-only chunk
-class UsageChunkServer:
+class UsageChunkServer(LocalHTTPServer):
     """A minimal chat-completions server on 127.0.0.1 that streams as OpenAI does with
     ``stream_options.include_usage``: ``"usage": null`` on every chunk, then one chunk with
     ``"choices": []`` and the usage (the loopback server puts the usage on its last choice
@@ -349,20 +350,4 @@ class UsageChunkServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def __enter__(self) -> "UsageChunkServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(Handler)

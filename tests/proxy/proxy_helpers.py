@@ -11,12 +11,13 @@ import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
 
+from httpserve import LocalHTTPServer
 from procio import LineReader
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,7 +116,7 @@ class Received:
     body: bytes
 
 
-class RecordingRelay:
+class RecordingRelay(LocalHTTPServer):
     """A real HTTP server on 127.0.0.1 that records the raw bytes of every request and
     relays it to ``target`` (e.g. a LoopbackServer), answering with the target's
     status, headers and body."""
@@ -147,22 +148,10 @@ class RecordingRelay:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def __enter__(self) -> "RecordingRelay":
-        self._thread.start()
-        return self
+        super().__init__(Handler)
 
     def __exit__(self, *exc: Any) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        super().__exit__(*exc)
         self.client.close()
 
 
