@@ -103,7 +103,7 @@ class PlanConfig:
     keep_recent: int = 10
     keep_first_user: bool = False
     max_summary_tokens: int = 8000
-    summary_share: float = 0.75
+    summary_share: float = 0.85
     overflow: str = "raise"
     clear_tool_results: bool = False
     fill_to_target: bool = False

@@ -35,7 +35,8 @@ async def test_recalled_blocks_are_sent_and_calibration_counts_them(tmp_path: Pa
     # last 20 responses; without the block's tokens they stay near 20% off
     h.compactor = MessageCompactor(store=h.store, sink=h.ledger, recall_share=0.1,
                                    config=PlanConfig(high_watermark=0.7, low_watermark=0.4,
-                                                     max_summary_tokens=2000))
+                                                     max_summary_tokens=2000,
+                                                     summary_share=0.75))
     raw = openai.AsyncOpenAI(base_url=h.server.url + "/v1", api_key=API_KEY, max_retries=0)
     client = CompactingOpenAI(raw, h.compactor, window=WINDOW, session_id="recall")
     try:

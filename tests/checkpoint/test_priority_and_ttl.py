@@ -15,7 +15,8 @@ from compactor._tokens import message_tokens
 COUNTER = HeuristicCounter()
 # the thresholds these plans are built around (windows at 0.72-0.8 of a history), given
 # explicitly: a keep-rule test must not depend on the shipped defaults
-WATERMARKS = {"high_watermark": 0.7, "low_watermark": 0.4, "max_summary_tokens": 2000}
+WATERMARKS = {"high_watermark": 0.7, "low_watermark": 0.4, "max_summary_tokens": 2000,
+              "summary_share": 0.75}
 
 
 def _chat(n: int) -> list[dict[str, Any]]:
