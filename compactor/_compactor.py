@@ -135,6 +135,9 @@ class _Live:
     prev_hashes: list[str] = field(default_factory=list)
     prev_res: Resolution | None = None
     alt: tuple[list[Mapping[str, Any]], list[str], Resolution] | None = None
+    #: copies (:func:`_snapshot`) of the last messages of ``prev_msgs`` / of ``alt``'s
+    prev_tail: list[Any] = field(default_factory=list)
+    alt_tail: list[Any] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
     total: int = 0
     overhead_key: tuple[Any, ...] | None = None
@@ -147,6 +150,7 @@ class _Live:
     def forget(self) -> None:
         """Drop the last-call caches (the next call takes the slow path)."""
         self.prev_msgs, self.prev_hashes, self.prev_res, self.alt = None, [], None, None
+        self.prev_tail, self.alt_tail = [], []
         self.counts, self.total, self.pending = [], 0, None
 
     def materialize(self) -> None:
@@ -402,13 +406,16 @@ class MessageCompactor:
 
         The test "extends" is an equality test of the known prefix against a private
         snapshot: C-speed, and exact for the same objects, copies and rebuilt ones alike;
-        a message replaced in place anywhere in the list fails it."""
+        a message replaced anywhere in the list fails it, and so does one of the last
+        :data:`INPLACE_CHECK` rewritten in place (their content is compared with a copy
+        taken when they were read)."""
         known = []
         if live.prev_msgs is not None and live.prev_res is not None:
-            known.append((live.prev_msgs, live.prev_hashes, live.prev_res, False))
+            known.append((live.prev_msgs, live.prev_hashes, live.prev_res, False,
+                          live.prev_tail))
         if live.alt is not None:
-            known.append((*live.alt, True))
-        for snap, hashes0, res, is_alt in known:
+            known.append((*live.alt, True, live.alt_tail))
+        for snap, hashes0, res, is_alt, tail0 in known:
             n0 = len(snap)
             if len(messages) < n0:
                 continue
@@ -424,8 +431,21 @@ class MessageCompactor:
                 same = list(messages[:n0]) == snap
                 if same and inplace:
                     snap.extend(tail)
+            # the identity test passes a message rewritten in place: compare the content
+            # of the last ones with the copies taken when they were read
+            if same and tail0 and list(messages[n0 - len(tail0):n0]) != tail0:
+                same = False
+                if inplace:
+                    del snap[n0:]
             if not same:
                 continue
+            if inplace:
+                new_tail = _tail_copy(tail) if len(tail) >= INPLACE_CHECK else \
+                    tail0[max(0, len(tail0) + len(tail) - INPLACE_CHECK):] + _tail_copy(tail)
+                if is_alt:
+                    live.alt_tail = new_tail
+                else:
+                    live.prev_tail = new_tail
             lazy = inplace and self.store is None and not is_alt
             new_hashes = [None] * len(tail) if lazy else _hash_all(tail, n0)
             if lazy and tail and live.pending is None:
@@ -437,6 +457,7 @@ class MessageCompactor:
                 hashes = hashes0
                 if is_alt:
                     live.prev_msgs, live.prev_hashes, live.alt = snap, hashes0, None
+                    live.prev_tail = live.alt_tail
             else:
                 hashes = hashes0 + new_hashes
             r = resolve(live.state, messages, hashes, prev=res, prev_len=n0, inplace=inplace)
@@ -446,6 +467,7 @@ class MessageCompactor:
         raise_for(validate(messages, f), rules=PAIRING_RULES)
         if inplace:
             live.prev_msgs, live.prev_hashes, live.alt = list(messages), hashes, None
+            live.prev_tail = _tail_copy(messages)
         return resolve(live.state, messages, hashes), False
 
     async def _archive(self, live: _Live, r: Resolution,
@@ -782,6 +804,7 @@ class MessageCompactor:
         else:
             live.prev_msgs, live.prev_hashes = None, []
         live.alt = (list(new), list(new_hashes), view_resolution(s, new, "view", len(new)))
+        live.alt_tail = _tail_copy(new)
         live.counts, live.total = list(new_counts), sum(new_counts)
         duration = time.perf_counter() - t0
         ratio = 1.0 - after / p.tokens_before if p.tokens_before else 0.0
@@ -833,6 +856,31 @@ def _request(span: Sequence[Mapping[str, Any]], f: Format, prev: str | None, bud
 def _key(session_id: str | None) -> str:
     """The session key: ``None`` is the default session."""
     return "default" if session_id is None else session_id
+
+
+#: Messages at the end of the last call whose content (not only their identity) is
+#: compared on the next call: an agent that rewrites a message in place (appends a block
+#: to its last user turn, edits the text of a recent one) is recounted. Older messages
+#: are compared by identity (one C pointer test each), which keeps a call O(new
+#: messages); rewrite an older message as a new dict (``{**m, "content": ...}``) and it
+#: is recounted too. 32 deep comparisons cost about 3 us a call.
+INPLACE_CHECK = 32
+
+
+def _snapshot(value: Any) -> Any:
+    """A copy of a message for the content check: dicts and lists copied all the way
+    down, everything else (strings, numbers: immutable) shared, so comparing an unchanged
+    message with it stays fast (its strings are the same objects)."""
+    if isinstance(value, dict):
+        return {k: _snapshot(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_snapshot(v) for v in value]
+    return value
+
+
+def _tail_copy(msgs: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """:func:`_snapshot` of the last :data:`INPLACE_CHECK` messages of ``msgs``."""
+    return [_snapshot(m) for m in msgs[max(0, len(msgs) - INPLACE_CHECK):]]
 
 
 def _hash_all(msgs: Sequence[Mapping[str, Any]], first: int = 0) -> list[str]:
