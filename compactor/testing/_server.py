@@ -174,14 +174,17 @@ class LoopbackServer:
             assert server.violations == []
 
     Endpoints: ``POST /v1/messages`` (JSON or SSE with ``"stream": true``),
-    ``POST /v1/messages/count_tokens``, ``POST /v1/chat/completions`` (JSON or SSE),
+    ``POST /v1/messages/count_tokens``, ``POST /v1/chat/completions`` (JSON or SSE; a
+    stream reports usage only in the extra ``"choices": []`` chunk that
+    ``stream_options.include_usage`` asks for, as OpenAI's does),
     ``POST /v1/responses`` (a ``response`` object, or its semantic SSE events) and
     ``POST /v1/responses/input_tokens`` (``{"object": "response.input_tokens",
     "input_tokens": N}``).
     Every Messages / chat / Responses request is validated: its request-level fields as
     ``check_messages_request`` / ``check_chat_request`` / ``check_responses_request``
     say, its messages (Responses: ``input`` items) by the independent checker in
-    ``_rules.py`` (not ``compactor.validate``); an invalid one gets HTTP 400 with the
+    ``_rules.py`` (not ``compactor.validate``), a chat body's ``stream_options`` as
+    :func:`_stream_options_rules` says; an invalid one gets HTTP 400 with the
     provider's error body and is listed in :attr:`violations`.
 
     Args:
@@ -359,6 +362,43 @@ def _request_rules(found: list[tuple[str, int | None, str]]) -> list[tuple[str, 
     return [f for f in found if f[0] not in _rules.MESSAGE_RULES]
 
 
+#: The JSON type names OpenAI's "Invalid type" errors use, by Python type.
+_JSON_TYPES = {str: "a string", bool: "a boolean", int: "an integer", float: "a decimal",
+               list: "an array", dict: "an object"}
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _stream_options_rules(body: Any) -> list[tuple[str, int | None, str]]:
+    """The rules a chat body's ``stream_options`` breaks, with the API's wording: an
+    object (or null), allowed only with ``"stream": true``, whose ``include_usage`` is a
+    bool (or null). Rule name ``stream_options``; empty when the field is valid or absent."""
+    if not isinstance(body, Mapping) or body.get("stream_options") is None:
+        return []
+    so = body["stream_options"]
+    if not isinstance(so, Mapping):
+        return [("stream_options", None, "Invalid type for 'stream_options': expected an "
+                 f"object, but got {_json_type(so)} instead.")]
+    out: list[tuple[str, int | None, str]] = []
+    iu = so.get("include_usage")
+    if iu is not None and not isinstance(iu, bool):
+        out.append(("stream_options", None, "Invalid type for 'stream_options.include_usage': "
+                    f"expected a boolean, but got {_json_type(iu)} instead."))
+    if body.get("stream") is not True:
+        out.append(("stream_options", None, "The 'stream_options' parameter is only allowed "
+                    "when 'stream' is enabled."))
+    return out
+
+
+def _include_usage(body: Mapping[str, Any]) -> bool:
+    """Whether a (valid) chat body asks for the usage chunk: ``stream_options.include_usage``
+    is true."""
+    so = body.get("stream_options")
+    return isinstance(so, Mapping) and so.get("include_usage") is True
+
+
 def _message_rules(body: Any, *, api: str) -> list[tuple[str, int | None, str]]:
     """The message rules ``body["messages"]`` (``api="responses"``: ``body["input"]``)
     breaks, by the independent checker (``api`` ``"anthropic"``: extended thinking on
@@ -489,7 +529,8 @@ class _Handler(BaseHTTPRequestHandler):
                 body, allow_prefill=owner.allow_prefill, count_tokens=path == COUNT_TOKENS_PATH))
             found += _message_rules(body, api="anthropic")
         elif chat:
-            found = _request_rules(check_chat_request(body)) + _message_rules(body, api="chat")
+            found = _request_rules(check_chat_request(body)) + _stream_options_rules(body) \
+                + _message_rules(body, api="chat")
         elif responses:
             found = _request_rules(check_responses_request(body)) \
                 + _message_rules(body, api="responses")
@@ -544,6 +585,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if responses:
                     body400 = openai_error(400, body400["error"]["message"],
                                            _responses_param(found))
+                elif chat and found[0][0] == "stream_options":
+                    body400 = openai_error(400, body400["error"]["message"], "stream_options")
                 self._send_json(400, body400)
                 return
             if counting:
@@ -600,7 +643,7 @@ class _Handler(BaseHTTPRequestHandler):
             obj = chat_body(cmpl_id=owner._next_id("chatcmpl-loop"), model=model, content=content,
                             stop_reason=stop, prompt_tokens=total, completion_tokens=out_tokens)
             if body.get("stream"):
-                self._stream_chat(rec, obj, fault, truncate)
+                self._stream_chat(rec, obj, fault, truncate, include_usage=_include_usage(body))
             else:
                 self._json_reply(rec, obj, fault, truncate)
             return
@@ -650,7 +693,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, data)
 
     def _stream_chat(self, rec: RecordedRequest, obj: Mapping[str, Any], fault: Fault | None,
-                     truncate: bool) -> None:
+                     truncate: bool, *, include_usage: bool) -> None:
+        """Stream ``obj`` (a :func:`chat_body`) as ``chat.completion.chunk`` frames, as the
+        API does: a role delta, the content, one delta per tool call, the finish chunk,
+        then ``[DONE]``. With ``include_usage`` every chunk carries ``"usage": null`` and
+        one more chunk, ``"choices": []`` with the request's usage, comes before
+        ``[DONE]``; without it no chunk has a ``usage`` field (API reference,
+        ``stream_options.include_usage``)."""
         msg = obj["choices"][0]["message"]
         base = {"id": obj["id"], "object": "chat.completion.chunk", "created": obj["created"],
                 "model": obj["model"]}
@@ -659,11 +708,15 @@ class _Handler(BaseHTTPRequestHandler):
             deltas.append({"content": msg["content"]})
         for i, c in enumerate(msg.get("tool_calls") or []):
             deltas.append({"tool_calls": [{"index": i, **c}]})
-        frames = [b"data: " + json.dumps({**base, "choices": [
-            {"index": 0, "delta": d, "finish_reason": None}]}).encode() + b"\n\n" for d in deltas]
-        frames.append(b"data: " + json.dumps({**base, "choices": [
-            {"index": 0, "delta": {}, "finish_reason": obj["choices"][0]["finish_reason"]}],
-            "usage": obj["usage"]}).encode() + b"\n\n")
+        null_usage = {"usage": None} if include_usage else {}
+        chunks = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}],
+                   **null_usage} for d in deltas]
+        chunks.append({**base, "choices": [{"index": 0, "delta": {},
+                                            "finish_reason": obj["choices"][0]["finish_reason"]}],
+                       **null_usage})
+        if include_usage:
+            chunks.append({**base, "choices": [], "usage": obj["usage"]})
+        frames = [b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks]
         frames.append(b"data: [DONE]\n\n")
         self._stream(rec, frames, fault, truncate)
 
