@@ -16,7 +16,6 @@ from typing import Any
 from compactor import MessageCompactor, SessionStore, content_hash
 from compactor.ledger import Ledger, read_records
 from compactor.testing import CHAT_PATH, LoopbackServer, RecordedRequest, Reply
-from httpserve import LocalHTTPServer
 
 AGENT_MODEL = "gpt-4o"
 API_KEY = "sk-openai-test-0123456789abcdef"
@@ -304,50 +303,3 @@ def check_run(h: Harness, run: Run, session_id: str, path: str) -> None:
     removed = [x for r in records for x in r["removed_hashes"]]
     assert len(removed) >= TURNS
     assert set(removed) - archived <= made   # only the compactor's own summaries are not archived
-
-
-# --------------------------------------------------------------------------- a usage-only chunk
-class UsageChunkServer(LocalHTTPServer):
-    """A minimal chat-completions server on 127.0.0.1 that streams as OpenAI does with
-    ``stream_options.include_usage``: ``"usage": null`` on every chunk, then one chunk with
-    ``"choices": []`` and the usage (the loopback server puts the usage on its last choice
-    chunk instead). Without the option, no usage at all. ``bodies``: the request bodies."""
-
-    PROMPT_TOKENS = 42
-
-    def __init__(self) -> None:
-        import http.server
-
-        outer = self
-        self.bodies: list[dict[str, Any]] = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                outer.bodies.append(body)
-                with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-                base = {"id": "chatcmpl-u", "object": "chat.completion.chunk", "created": 1,
-                        "model": body["model"]}
-                extra = {"usage": None} if with_usage else {}
-                chunks = [{**base, **extra,
-                           "choices": [{"index": 0, "delta": d, "finish_reason": f}]}
-                          for d, f in (({"role": "assistant", "content": ""}, None),
-                                       ({"content": "done"}, None), ({}, "stop"))]
-                if with_usage:
-                    chunks.append({**base, "choices": [], "usage": {
-                        "prompt_tokens": outer.PROMPT_TOKENS, "completion_tokens": 1,
-                        "total_tokens": outer.PROMPT_TOKENS + 1}})
-                data = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks)
-                data += b"data: [DONE]\n\n"
-                self.send_response(200)
-                self.send_header("content-type", "text/event-stream")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        super().__init__(Handler)

@@ -15,8 +15,7 @@ from compactor import MessageCompactor
 from compactor.adapters.openai_sdk import CompactingOpenAI, CompactingSyncOpenAI
 from compactor.testing import CHAT_PATH, RESPONSES_PATH, Fault, LoopbackServer, Reply
 
-from openai_sdk_support import (AGENT_MODEL, API_KEY, TOOLS_CHAT, TOOLS_RESPONSES, WINDOW,
-                                UsageChunkServer)
+from openai_sdk_support import AGENT_MODEL, API_KEY, TOOLS_CHAT, TOOLS_RESPONSES, WINDOW
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -102,39 +101,47 @@ async def test_a_caller_that_set_include_usage_gets_its_stream_options_unchanged
 
 
 @pytest.mark.parametrize("caller_asked", [False, True], ids=["added", "asked"])
-async def test_the_usage_chunk_the_wrapper_asked_for_is_read_but_not_passed_on(caller_asked):
-    """Against a server that streams usage in a separate choices-less chunk (as OpenAI
-    does), the wrapper calibrates from it; the caller sees that chunk only if it asked."""
-    with UsageChunkServer() as srv:
-        raw = openai.AsyncOpenAI(base_url=srv.url + "/v1", api_key=API_KEY, max_retries=0)
-        client = CompactingOpenAI(raw, MessageCompactor(), window=WINDOW)
-        kw = {"stream_options": {"include_usage": True}} if caller_asked else {}
-        s = await client.chat.completions.create(model=AGENT_MODEL, messages=HELLO, stream=True,
-                                                 **kw)
-        chunks = [c async for c in s]
-        await raw.close()
-    assert srv.bodies[-1]["stream_options"] == {"include_usage": True}
+async def test_the_usage_chunk_the_wrapper_asked_for_is_read_but_not_passed_on(server, raw,
+                                                                               caller_asked):
+    """Against the loopback, which streams usage only in a separate choices-less chunk when
+    include_usage is set (as OpenAI does), the wrapper calibrates from it; the caller sees
+    that chunk only if it asked."""
+    # the oracle: the server's prompt tokens for the same request, not streamed
+    expected = (await raw.chat.completions.create(model=AGENT_MODEL,
+                                                  messages=HELLO)).usage.prompt_tokens
+    client = CompactingOpenAI(raw, MessageCompactor(), window=WINDOW)
+    kw = {"stream_options": {"include_usage": True}} if caller_asked else {}
+    s = await client.chat.completions.create(model=AGENT_MODEL, messages=HELLO, stream=True,
+                                             **kw)
+    chunks = [c async for c in s]
+    assert server.requests_to(CHAT_PATH)[-1].json["stream_options"] == {"include_usage": True}
     usage_only = [False] if caller_asked else []   # the choices-less chunk, when asked for
     assert [bool(c.choices) for c in chunks] == [True, True, True] + usage_only
     assert all(c.usage is None for c in chunks[:3])
+    if caller_asked:
+        assert chunks[-1].usage.prompt_tokens == expected
     state = client.calibration(AGENT_MODEL)
     assert state.observations == 1
-    assert state.predict(client.last_result.tokens_after) == pytest.approx(srv.PROMPT_TOKENS)
+    assert state.predict(client.last_result.tokens_after) == pytest.approx(expected)
+    assert server.violations == []
 
 
-def test_the_sync_client_usage_chunk_is_read_but_not_passed_on():
+def test_the_sync_client_usage_chunk_is_read_but_not_passed_on(server):
     """The sync wrapper's Stream behaves alike: calibrated, the added usage chunk hidden."""
-    with UsageChunkServer() as srv:
-        raw = openai.OpenAI(base_url=srv.url + "/v1", api_key=API_KEY, max_retries=0)
-        comp = MessageCompactor()
-        client = CompactingSyncOpenAI(raw, comp, window=WINDOW)
+    raw = openai.OpenAI(base_url=server.url + "/v1", api_key=API_KEY, max_retries=0)
+    comp = MessageCompactor()
+    client = CompactingSyncOpenAI(raw, comp, window=WINDOW)
+    try:
         s = client.chat.completions.create(model=AGENT_MODEL, messages=HELLO, stream=True)
         assert isinstance(s, openai.Stream)
         chunks = list(s)
+    finally:
         raw.close()
         comp.close()
+    assert server.requests_to(CHAT_PATH)[-1].json["stream_options"] == {"include_usage": True}
     assert [bool(c.choices) for c in chunks] == [True, True, True]
     assert client.calibration(AGENT_MODEL).observations == 1
+    assert server.violations == []
 
 
 async def test_a_call_without_a_history_list_is_forwarded_for_the_sdk_to_judge(server, raw):
