@@ -1,9 +1,10 @@
 """``compactor store migrate``: bring a PostgreSQL session store's schema up to date.
 
 ``add_store_commands(subparsers)`` adds the ``store`` command. ``migrate --store
-postgresql://...`` applies the schema migrations the database lacks (each once, in
-order, even with several callers at once) and prints the schema version; a folder store
-has no schema, so it prints that nothing needs migrating. psycopg is imported only when
+postgresql://...`` (default: the config's ``[store] url``) applies the schema migrations
+the database lacks (each once, in order, even with several callers at once) and prints
+the schema version; a folder store has no schema, so it prints that nothing needs
+migrating. psycopg is imported only when
 the command runs on a URL (the ``postgres`` extra).
 """
 
@@ -29,9 +30,11 @@ def add_store_commands(sub: Any) -> argparse.ArgumentParser:
                           "lacks, then print its schema version",
                           description="Apply the schema migrations a postgresql:// store "
                           "lacks (each once, in order), then print its schema version.")
-    mig.add_argument("--store", required=True, metavar="URL",
+    mig.add_argument("--store", default=None, metavar="URL",
                      help="postgresql://USER@HOST:PORT/DBNAME (a folder store needs no "
-                          "migration)")
+                          "migration); default: [store] url of the config")
+    mig.add_argument("--config", help="compactor.toml to read (default: $COMPACTOR_CONFIG, "
+                     "else ./compactor.toml, else the shipped defaults)")
     mig.add_argument("--schema", default=None,
                      help="the tables' schema (it must exist; default: the URL's "
                           "search_path, normally public)")
@@ -47,6 +50,15 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     is a folder); a one-line error (exit 2) when the server cannot be reached or holds a
     newer schema."""
     spec = args.store
+    if spec is None:
+        from ._config import load_config
+
+        root = load_config(args.config).store_root
+        if root is None:
+            raise ConfigError("store migrate needs a store: no --store and no [store] url in "
+                              "the config; fix: --store postgresql://USER@HOST:PORT/DBNAME, "
+                              "or set [store] url in compactor.toml", field="store")
+        spec = str(root)
     if not is_store_url(spec):
         out = {"store": spec, "kind": "folder", "applied": [], "schema_version": None}
         print(json.dumps(out) if args.json else
