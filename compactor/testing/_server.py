@@ -21,6 +21,7 @@ import json
 import os
 import socket
 import struct
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -159,6 +160,14 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
     owner: "LoopbackServer"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that reset its connection between requests (the openai SDK closes a
+        stream's connection after ``[DONE]`` without reading the chunked body's end, so
+        the kernel sends RST) is not an error worth a traceback; others are printed."""
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class LoopbackServer:
