@@ -11,7 +11,12 @@ Responses API items (``Format.RESPONSES``): a turn is a run of consecutive model
 plus the output items that follow it; it reaches on until every call it opened is
 answered, so a parallel batch and its outputs, and each reasoning item with the item it
 belongs to, move together (a reasoning item's ``encrypted_content`` is never touched).
-``compaction`` items and unknown item types are units of their own.
+An ``item_reference`` (a stored item by id, which may be a call) moves with the outputs
+after it in its tool round that answer no call of the round (the validator accepts them
+because of the reference), and with everything between: the unit holding the reference
+reaches on to the last such output, so neither can be kept without the other.
+``compaction`` items, unknown item types and a reference no output relies on are units
+of their own.
 """
 
 from __future__ import annotations
@@ -112,27 +117,71 @@ def _responses_units(items: Sequence[Mapping[str, Any]], i: int,
     """Units of Responses items ``items[i:]`` (see the module docstring)."""
     n = len(items)
     out: list[Unit] = []
+    reach = _reference_reach(items, i)
     while i < n:
-        if role_of(items[i], Format.RESPONSES) != "assistant":
+        end, has_calls = _responses_unit_end(items, i)
+        last = max((reach.get(k, -1) for k in range(i, end)), default=-1)
+        while end <= last:               # a reference moves with the outputs it may answer
+            end, _ = _responses_unit_end(items, end)
+            has_calls = True
+        if end == i + 1 and role_of(items[i], Format.RESPONSES) != "assistant":
             out.append(Unit(i, i + 1, "message", pinned=pinned(i, i + 1)))
-            i += 1
-            continue
-        open_ids: set[str] = set()
-        end = i
-        while end < n and role_of(items[end], Format.RESPONSES) == "assistant":
-            open_ids.update(calls_opened(items[end], Format.RESPONSES))
-            end += 1
-        has_calls = bool(open_ids)
-        while end < n and role_of(items[end], Format.RESPONSES) == "tool":
-            open_ids.difference_update(calls_answered(items[end], Format.RESPONSES))
-            end += 1
-        while open_ids and end < n:      # an output further on: the unit reaches it
-            open_ids.difference_update(calls_answered(items[end], Format.RESPONSES))
-            end += 1
-        out.append(Unit(i, end, "turn", pinned=pinned(i, end),
-                        thinking=items[i].get("type") == "reasoning", calls=has_calls))
+        else:
+            out.append(Unit(i, end, "turn", pinned=pinned(i, end),
+                            thinking=items[i].get("type") == "reasoning", calls=has_calls))
         i = end
     return out
+
+
+def _responses_unit_end(items: Sequence[Mapping[str, Any]], i: int) -> tuple[int, bool]:
+    """End of the Responses unit that starts at ``items[i]``, ignoring item references,
+    and whether it opens calls: a model turn with every output of its calls, or one item."""
+    n = len(items)
+    if role_of(items[i], Format.RESPONSES) != "assistant":
+        return i + 1, False
+    open_ids: set[str] = set()
+    end = i
+    while end < n and role_of(items[end], Format.RESPONSES) == "assistant":
+        open_ids.update(calls_opened(items[end], Format.RESPONSES))
+        end += 1
+    has_calls = bool(open_ids)
+    while end < n and role_of(items[end], Format.RESPONSES) == "tool":
+        open_ids.difference_update(calls_answered(items[end], Format.RESPONSES))
+        end += 1
+    while open_ids and end < n:      # an output further on: the unit reaches it
+        open_ids.difference_update(calls_answered(items[end], Format.RESPONSES))
+        end += 1
+    return end, has_calls
+
+
+def _reference_reach(items: Sequence[Mapping[str, Any]], i: int) -> dict[int, int]:
+    """For each ``item_reference`` in ``items[i:]``: the index of the last output after it
+    in its tool round (a round ends at a ``message`` item) that answers a call no earlier
+    item of the round opened -- an output the reference may stand for the call of (the
+    validator accepts it). References with no such output after them are left out."""
+    reach: dict[int, int] = {}
+    refs: list[int] = []
+    opened: set[str] = set()
+    last = -1
+
+    def close() -> None:
+        for r in refs:
+            if last > r:
+                reach[r] = last
+
+    for k in range(i, len(items)):
+        m = items[k]
+        if m.get("type", "message") == "message":
+            close()
+            refs, opened, last = [], set(), -1
+            continue
+        if m.get("type") == "item_reference":
+            refs.append(k)
+        opened.update(calls_opened(m, Format.RESPONSES))
+        if refs and any(c not in opened for c in calls_answered(m, Format.RESPONSES)):
+            last = k
+    close()
+    return reach
 
 
 def current_turn_start(messages: Sequence[Mapping[str, Any]], units: Sequence[Unit],

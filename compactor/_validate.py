@@ -26,7 +26,11 @@ Responses API items (``Format.RESPONSES``) follow the same pairing by ``call_id`
 ``function_call`` (``custom_tool_call``, ``computer_call``) is answered by one output item
 with its ``call_id`` after it and before the next ``message`` item ("No tool output found
 for function call <call_id>"); an output whose ``call_id`` no open call has is an orphan
-("No tool call found for function call output with call_id <call_id>"); a ``call_id``
+("No tool call found for function call output with call_id <call_id>"), unless an
+``item_reference`` item came earlier in the same tool round (since the last ``message``
+item) and no call before the output in the request opened its ``call_id``: the reference
+makes the API include a stored item by its id ("An internal identifier for an item to
+reference", openai-python ``ItemReference``), which may be that call. A ``call_id``
 opened twice is ``duplicate_tool_id``. A ``reasoning`` item must be followed directly by
 the message or call it belongs to ("Item 'rs_...' of type 'reasoning' was provided
 without its required following item"; two reasoning items in a row fail the same way, as
@@ -278,17 +282,32 @@ def _validate_responses(msgs: Sequence[Mapping[str, Any]], lo: int,
     pending: dict[str, int] = {}     # open call_id -> index of its call item
     answered: set[str] = set()       # call_ids answered since the last message item
     seen_ids: set[str] = set()       # call_ids opened (duplicates)
+    referenced = False               # an item_reference since the last message item
     # Rebuild the open calls at ``lo``: they were opened after the last message item.
     k = lo - 1
     while k >= 0 and isinstance(msgs[k], Mapping) and not _is_message_item(msgs[k]):
         k -= 1
+    earlier: set[str] | None = None  # call_ids opened in msgs[:k + 1], read when needed
+
+    def opened_before(cid: str) -> bool:
+        """Whether a call in the request before this point opened ``cid``."""
+        nonlocal earlier
+        if cid in seen_ids:
+            return True
+        if earlier is None:
+            earlier = {c for x in msgs[:k + 1] if isinstance(x, Mapping)
+                       for c in calls_opened(x, Format.RESPONSES)}
+        return cid in earlier
+
     for j in range(k + 1, lo):
         m = msgs[j]
+        referenced = referenced or m.get("type") == "item_reference"
         for cid in calls_opened(m, Format.RESPONSES):
             pending[cid] = j
             seen_ids.add(cid)
         for cid in calls_answered(m, Format.RESPONSES):
-            if pending.pop(cid, None) is not None:
+            if pending.pop(cid, None) is not None or (
+                    referenced and cid not in answered and not opened_before(cid)):
                 answered.add(cid)
 
     def close(at_end: bool) -> None:
@@ -316,8 +335,10 @@ def _validate_responses(msgs: Sequence[Mapping[str, Any]], lo: int,
             if m.get("content") in (None, "", []):
                 out.append(Violation("empty_content", i, "message item content is empty"))
             close(False)
-            pending, answered = {}, set()
+            pending, answered, referenced = {}, set(), False
             continue
+        if t == "item_reference":
+            referenced = True
         if t in RESPONSES_CALLS:
             cid = m.get("call_id")
             if not isinstance(cid, str) or not cid:
@@ -336,6 +357,8 @@ def _validate_responses(msgs: Sequence[Mapping[str, Any]], lo: int,
                 answered.add(cid)
             elif cid in answered:
                 out.append(Violation("duplicate_result", i, "call_id answered twice", cid))
+            elif referenced and not opened_before(cid):
+                answered.add(cid)    # an item_reference of this round may stand for its call
             else:
                 out.append(Violation("orphan_result", i, f"No tool call found for function call "
                                      f"output with call_id {cid}: no open call before it has "

@@ -43,7 +43,10 @@ OpenAI Responses API (``input`` items)
     ``call_id`` after it and before the next message item), ``orphan_result`` (a
     ``function_call_output`` with no call of its ``call_id`` open since the last message
     item; an unseen ``call_id`` is accepted when the request continues a stored
-    conversation: ``previous_response_id`` / ``conversation``), ``duplicate_result``
+    conversation: ``previous_response_id`` / ``conversation``, or when an
+    ``item_reference`` came before it since the last message item: the API reference's
+    "Item reference" is "An internal identifier for an item to reference", a stored item
+    the API includes, which may be the call), ``duplicate_result``
     (one call answered twice) and ``orphan_reasoning`` (a
     ``reasoning`` item not followed by the output item it preceded: a ``function_call``,
     an assistant message or another model output item).
@@ -308,6 +311,7 @@ def responses_problems(items: Any, *, open_calls_at_end: bool = False,
     pending: dict[str, int] = {}      # calls opened since the last message item, unanswered
     answered: set[str] = set()        # calls answered since the last message item
     answered_all: set[str] = set()
+    referenced = False                # an item_reference since the last message item
 
     def close_run(at_end: bool) -> None:
         for cid, i in pending.items():
@@ -326,7 +330,7 @@ def responses_problems(items: Any, *, open_calls_at_end: bool = False,
             continue
         if kind == "message":
             close_run(False)
-            pending, answered = {}, set()
+            pending, answered, referenced = {}, set(), False
             role = item.get("role")
             if role not in RESPONSES_ROLES:
                 out.append(Broken("role", i, f"Invalid value: {role!r}. Supported values are: "
@@ -358,10 +362,14 @@ def responses_problems(items: Any, *, open_calls_at_end: bool = False,
             elif cid in answered or (stateful and cid in answered_all):
                 out.append(Broken("duplicate_result", i, "Duplicate function_call_output for "
                                   f"call_id {cid!r}"))
+            elif referenced and cid not in seen_calls:
+                answered.add(cid)     # the round's item_reference may name its stored call
             elif not (stateful and cid not in seen_calls):
                 out.append(Broken("orphan_result", i, "No tool call found for function call "
                                   f"output with call_id {cid}."))
             answered_all.add(cid)
+        elif kind == "item_reference":
+            referenced = True
         elif kind == "reasoning":
             nxt = i + 1
             ok = nxt < len(items) and kinds[nxt] is not None \

@@ -15,6 +15,7 @@ USER = {"role": "user", "content": "Flights to Oslo?"}
 ASSISTANT = {"type": "message", "role": "assistant",
              "content": [{"type": "output_text", "text": "Looking."}]}
 REASONING = {"type": "reasoning", "id": "rs_1", "summary": []}
+REFERENCE = {"type": "item_reference", "id": "fc_stored"}
 
 
 def call(cid: str, arguments: object = "{}") -> dict:
@@ -58,19 +59,29 @@ def test_documented_rule_is_flagged_by_both(rule):
 
 def test_random_inputs_get_the_same_findings():
     """On 3,000 seeded random inputs (calls, outputs, reasoning, messages of every role,
-    hosted-tool and compaction items), both checkers report the same (rule, item index)
-    pairs, with and without open calls allowed at the end."""
+    hosted-tool, compaction and item_reference items, outputs of calls no item opened),
+    both checkers report the same (rule, item index) pairs, with and without open calls
+    allowed at the end."""
     pool = [USER, ASSISTANT, call("c1"), call("c2"), out("c1"), out("c2"), REASONING,
             {"role": "tool", "content": "x"}, {"role": "user", "content": []},
             {"role": "developer", "content": "terse"}, call("c3", {}), out("c3"),
             {"type": "web_search_call", "id": "ws_1", "status": "completed"},
-            {"type": "compaction", "encrypted_content": "gAAAA"}]
+            {"type": "compaction", "encrypted_content": "gAAAA"}, REFERENCE, out("stored")]
     rng = random.Random(20261129)
-    flagged = 0
+    flagged = accepted_on_reference = 0
     for _ in range(3000):
         items = [USER] + [rng.choice(pool) for _ in range(rng.randint(0, 7))]
         for open_end in (False, True):
             core, ours = both(items, open_end)
             assert core == ours, items
             flagged += bool(ours)
+        # an output of a call no item opened, after a reference in its round, found valid
+        round_start = 0
+        for k, item in enumerate(items):
+            if isinstance(item, dict) and item.get("type", "message") == "message":
+                round_start = k
+            elif item == out("stored") and REFERENCE in items[round_start:k] \
+                    and not any(r == "orphan_result" and i == k for r, i in ours):
+                accepted_on_reference += 1
     assert flagged > 1000           # the inputs really exercise the rules
+    assert accepted_on_reference > 20   # ...and the reference rule (46 on this seed)
