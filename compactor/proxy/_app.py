@@ -377,7 +377,8 @@ class Proxy:
                    else _parse(body))
         if obj is not None:
             headers = {k.lower(): v for k, v in request.headers.items()}
-            out = await self._compact(obj, headers, fmt, upstream)
+            out = await self._compact(obj, headers, fmt, upstream,
+                                      add_usage=fmt is Format.OPENAI and _lacks_usage_option(obj))
             if not isinstance(out, tuple):
                 return out          # refused (hard budget)
             new, track = out
@@ -386,9 +387,15 @@ class Proxy:
         return await self._forward(request, fmt, upstream + path, send, track)
 
     async def _compact(self, obj: dict[str, Any], headers: Mapping[str, str], fmt: Format,
-                       upstream: str) -> tuple[bytes | None, Any] | Any:
+                       upstream: str, *, add_usage: bool = False) -> tuple[bytes | None, Any] | Any:
         """Compact one request. Returns ``(new body or None to send the original bytes,
-        the session's stats and budget invocation)``, or a refusal answer (hard budget)."""
+        (the session's stats, its budget invocation, whether usage was asked for on the
+        client's behalf))``, or a refusal answer (hard budget).
+
+        ``add_usage``: a streamed chat call without ``stream_options.include_usage`` --
+        the provider then reports no usage at all (OpenAI API reference, "stream_options"),
+        so the session's tokens and budget would learn nothing from it. The body sent asks
+        for it, and the relay drops the usage-only chunk the client did not ask for."""
         messages = obj["messages"]
         sid = session_id_for(headers, obj, fmt)
         agent = agent_for(headers, self.settings.default_agent)
@@ -404,7 +411,7 @@ class Proxy:
                                   session_id=sid, fmt=fmt)
         if self.settings.shadow:
             await self._shadow(messages, kw, st)
-            return None, (st, None)
+            return None, (st, None, False)
         caller = Caller(fmt, upstream, {h: headers[h] for h in ANTHROPIC_COPY if h in headers},
                         agent, sid)
         inv = None
@@ -429,24 +436,28 @@ class Proxy:
             self.sink.emit("proxy_fallback", {"session_id": sid, "agent_id": agent,
                                               "model": model, "format": fmt.value,
                                               "error": msg})
-            return None, (st, inv)
+            return None, (st, inv, False)
         st.tokens_before, st.tokens_sent = r.tokens_before, r.sent_tokens
         if r.compacted:
             st.compactions += 1
         # what to send: with question-time recall on, the history plus recalled spans
         sending = r.to_send()   # the history, with question-time recall's block when placed
-        if len(sending) == len(messages) and all(a is b for a, b in zip(sending, messages)):
-            return None, (st, inv)
-        self.stats.compacted_requests += 1
-        out = strip_metadata(sending)
-        if fmt is Format.ANTHROPIC and r.summary is not None:
-            from ..adapters._caching import mark_summary
-            out = mark_summary(out, obj)
+        same = len(sending) == len(messages) and all(a is b for a, b in zip(sending, messages))
+        if same and not add_usage:
+            return None, (st, inv, False)
         new = dict(obj)
-        new["messages"] = out
+        if not same:
+            self.stats.compacted_requests += 1
+            out = strip_metadata(sending)
+            if fmt is Format.ANTHROPIC and r.summary is not None:
+                from ..adapters._caching import mark_summary
+                out = mark_summary(out, obj)
+            new["messages"] = out
+        if add_usage:
+            new["stream_options"] = {**(obj.get("stream_options") or {}), "include_usage": True}
         data = (await asyncio.to_thread(_encode, new) if r.tokens_after > OFF_LOOP_TOKENS
                 else _encode(new))
-        return data, (st, inv)
+        return data, (st, inv, add_usage)
 
     def _invocation(self, agent: str | None, sid: str, model: str | None,
                     max_tokens: int | None) -> Any:
@@ -490,8 +501,12 @@ class Proxy:
         query = request.url.query
         if query:
             url = f"{url}?{query}"
-        req = self.client.build_request("POST", url, content=body,
-                                        headers=upstream_headers(request.headers.items()))
+        headers = upstream_headers(request.headers.items())
+        if track is not None and track[2]:
+            # the relay reads the SSE events to drop the added usage chunk: plain bytes
+            headers = [(k, v) for k, v in headers if k.lower() != "accept-encoding"]
+            headers.append(("accept-encoding", "identity"))
+        req = self.client.build_request("POST", url, content=body, headers=headers)
         self.stats.requests += 1
         try:
             resp = await self.client.send(req, stream=True)
@@ -517,11 +532,31 @@ class Proxy:
             self.stats.client_disconnects += 1
         if track is None or not scanner.found:
             return
-        st, inv = track
+        st, inv, _ = track
         st.input_tokens += scanner.input_tokens
         st.output_tokens += scanner.output_tokens
         if inv is not None:
             inv.record_usage(scanner.input_tokens, scanner.output_tokens)
+
+
+def _lacks_usage_option(obj: Mapping[str, Any]) -> bool:
+    """A streamed chat call whose ``stream_options`` (absent, or an object) do not say
+    ``include_usage``."""
+    so = obj.get("stream_options")
+    return obj.get("stream") is True and (so is None or (isinstance(so, dict)
+                                                         and "include_usage" not in so))
+
+
+def _usage_only_event(event: bytes) -> bool:
+    """Whether an SSE event (without its blank line) is OpenAI's usage chunk: ``data:``
+    a JSON object with ``choices: []`` and a ``usage`` object."""
+    if not event.startswith(b"data:") or b'"usage"' not in event:
+        return False
+    try:
+        obj = json.loads(event[5:])
+    except ValueError:
+        return False
+    return isinstance(obj, dict) and obj.get("choices") == [] and isinstance(obj.get("usage"), dict)
 
 
 def _parse(body: bytes) -> dict[str, Any] | None:
@@ -582,6 +617,27 @@ def _relay_class() -> Any:
             self.raw_headers = client_headers(resp.headers.raw, keep_length=True)
             self.scanner = UsageScanner(resp.headers.get("content-type", ""),
                                         resp.headers.get("content-encoding", ""))
+            # the usage chunk asked for on the client's behalf is read, not relayed
+            self.hide_usage = bool(track is not None and track[2]) \
+                and resp.headers.get("content-type", "").startswith("text/event-stream") \
+                and resp.headers.get("content-encoding", "identity").lower() == "identity"
+            if self.hide_usage:
+                self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
+            self._pending = bytearray()
+
+        def _client_bytes(self, chunk: bytes) -> bytes:
+            """What of ``chunk`` goes to the client: all of it, or, when hiding the usage
+            chunk, its complete SSE events but that one (a partial event waits)."""
+            if not self.hide_usage:
+                return chunk
+            self._pending += chunk
+            out = bytearray()
+            while (end := self._pending.find(b"\n\n")) >= 0:
+                event = bytes(self._pending[:end])
+                del self._pending[:end + 2]
+                if not _usage_only_event(event):
+                    out += event + b"\n\n"
+            return bytes(out)
 
         async def stream_response(self, send: Any) -> None:
             stats = self.proxy.stats
@@ -593,16 +649,22 @@ def _relay_class() -> Any:
                 try:
                     async for chunk in self.resp.aiter_raw():
                         self.scanner.feed(chunk)
-                        await send({"type": "http.response.body", "body": chunk,
-                                    "more_body": True})
+                        out = self._client_bytes(chunk)
+                        if out:
+                            await send({"type": "http.response.body", "body": out,
+                                        "more_body": True})
                 except httpx.HTTPError as e:
                     outcome = "upstream_broken"
+                    if self._pending:       # a partial event: cut where the upstream cut
+                        await send({"type": "http.response.body", "body": bytes(self._pending),
+                                    "more_body": True})
                     log.warning("upstream broke off its answer (%s); the client's answer "
                                 "is cut at the same point", type(e).__name__)
                     return
                 self.scanner.close()
                 outcome = "ok"
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                await send({"type": "http.response.body", "body": bytes(self._pending),
+                            "more_body": False})
             finally:
                 stats.in_flight -= 1
                 await self.resp.aclose()

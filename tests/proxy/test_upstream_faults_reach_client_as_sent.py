@@ -89,8 +89,12 @@ def test_truncated_answer_cut_at_the_same_byte(both: Any, path: str, body: dict[
     complete answer."""
     up, proxy = both
     body = {**body, "stream": stream}
+    # a streamed chat call goes upstream asking for usage (the proxy adds
+    # stream_options.include_usage to count the call): the direct call asks the same
+    direct_body = {**body, "stream_options": {"include_usage": True}} \
+        if stream and path == "/v1/chat/completions" else body
     up.enqueue(Fault.truncated_stream(after_events=3))
-    direct = call(up.url, path, body)
+    direct = call(up.url, path, direct_body)
     up.enqueue(Fault.truncated_stream(after_events=3))
     via = call(proxy.url, path, body)
     assert direct[3] is not None and via[3] is not None
