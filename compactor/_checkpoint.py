@@ -29,6 +29,7 @@ slot replaces the most recent slot whose value has the same shape or kind.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import json
 import math
@@ -572,17 +573,6 @@ def _add_ordinals(it: Item, ords: Sequence[int]) -> None:
             it.ordinals.append(o)
 
 
-def _add_item(items: list[Item], new: Item) -> None:
-    """Append ``new`` unless the same text is there (then merge its ordinals)."""
-    key = " ".join(new.text.lower().split())
-    for it in items:
-        if " ".join(it.text.lower().split()) == key:
-            _add_ordinals(it, new.ordinals)
-            it.score = max(it.score, new.score)
-            return
-    items.append(new)
-
-
 def _cap(items: list[Item], n: int) -> list[Item]:
     """At most ``n`` items: drop the lowest-scored, oldest first; keep the order."""
     if len(items) <= n:
@@ -860,7 +850,7 @@ def update(prev: Checkpoint | None, messages: Sequence[Mapping[str, Any]], fmt: 
         if prose.strip():
             up.prose(prose, "user" if role in ("user", "system", "developer") else "assistant", o)
     for it in up.open_calls.values():
-        _add_item(cp.pending_calls, it)
+        up.add("pending_calls", it)
     _idf_rescore([it for it in cp.notes if id(it) not in old_notes])
     cp.messages += len(messages)
     for key, n in CAPS.items():
@@ -910,7 +900,7 @@ def merge(a: Checkpoint, b: Checkpoint) -> Checkpoint:
             if key == "next_action":
                 cp.next_action = [it]
             else:
-                _add_item(getattr(cp, key), it)
+                up.add(key, it)
     for name, (ok, err) in b.tools.items():
         c = cp.tools.setdefault(name, [0, 0])
         c[0] += ok
@@ -1163,6 +1153,7 @@ def parse(text: str) -> Checkpoint:
     outside known sections become notes). Never raises on text."""
     text = text.replace(SUMMARY_OPEN, "").replace(SUMMARY_CLOSE, "")
     cp = Checkpoint()
+    up = _Updater(cp)     # its indexed add: parsing stays linear in the number of items
     section = "notes"
     section_ords: list[int] = []
     for raw in text.splitlines():
@@ -1194,7 +1185,7 @@ def parse(text: str) -> Checkpoint:
                     t, o = _split_tag(part)
                     if t:
                         # chosen before, so ranked as what people wrote
-                        _add_item(cp.artifacts, Item(t, o, _kind_of(t), score=3.0))
+                        up.add("artifacts", Item(t, o, _kind_of(t), score=3.0))
             section = key
             continue
         legacy = {"goals and constraints": "rules", "decisions and progress": "decisions",
@@ -1213,12 +1204,9 @@ def parse(text: str) -> Checkpoint:
                 cp.facts.append(Fact(slot.strip(), value.strip(), _kind_of(value), "",
                                      ords[0] if ords else None, _is_limit(slot, "")))
                 continue
-            section_items = cp.notes
         elif section == "next_action":
             cp.next_action = [Item(body, ords)]
             continue
-        else:
-            section_items = getattr(cp, section)
         why = ""
         if section == "decisions":
             w = re.search(r"\s*\(why: (.*)\)$", body)
@@ -1228,11 +1216,16 @@ def parse(text: str) -> Checkpoint:
         if section in ("rules", "preferences", "decisions", "goal"):
             keyed = [k for k, _, _, ok, _ in detect_slots(body) if ok]
             slot = keyed[0] if keyed else ""
-        _add_item(section_items, Item(body, ords, slot, why=why, score=_score(body, 0) + 1.0))
+        up.add("notes" if section == "facts" else section,
+               Item(body, ords, slot, why=why, score=_score(body, 0) + 1.0))
     return cp
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _kind_of(value: str) -> str:
+    """The identifier kind of a value (``extract_typed``'s, when the whole value is one
+    item), else "word". Cached: a session's summaries carry the same identifiers each
+    compaction, and each one's parse reads them again."""
     typed = extract_typed(value)
     return typed[0][2] if typed and typed[0][3] == value.strip() else "word"
 
