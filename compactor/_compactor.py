@@ -425,6 +425,13 @@ class MessageCompactor:
             if isinstance(messages, list):
                 snap.extend(tail)                    # same length: == is one C loop
                 same = messages == snap
+                k = n0 - len(tail0)
+                if not same and tail0 and messages[:k] == snap[:k] \
+                        and _tail_unchanged(messages[k:n0], tail0):
+                    # recent messages given as new dicts that differ only in where the
+                    # cache breakpoint is: the same history
+                    snap[k:n0] = messages[k:n0]
+                    same = True
                 if not (same and inplace):
                     del snap[n0:]
             else:
@@ -433,19 +440,15 @@ class MessageCompactor:
                     snap.extend(tail)
             # the identity test passes a message rewritten in place: compare the content
             # of the last ones with the copies taken when they were read
-            if same and tail0 and list(messages[n0 - len(tail0):n0]) != tail0:
+            if same and tail0 and not _tail_unchanged(messages[n0 - len(tail0):n0], tail0):
                 same = False
                 if inplace:
                     del snap[n0:]
             if not same:
                 continue
             if inplace:
-                new_tail = _tail_copy(tail) if len(tail) >= INPLACE_CHECK else \
-                    tail0[max(0, len(tail0) + len(tail) - INPLACE_CHECK):] + _tail_copy(tail)
-                if is_alt:
-                    live.alt_tail = new_tail
-                else:
-                    live.prev_tail = new_tail
+                tail0.extend(_tail_copy(tail))
+                del tail0[:-INPLACE_CHECK]
             lazy = inplace and self.store is None and not is_alt
             new_hashes = [None] * len(tail) if lazy else _hash_all(tail, n0)
             if lazy and tail and live.pending is None:
@@ -863,7 +866,7 @@ def _key(session_id: str | None) -> str:
 #: to its last user turn, edits the text of a recent one) is recounted. Older messages
 #: are compared by identity (one C pointer test each), which keeps a call O(new
 #: messages); rewrite an older message as a new dict (``{**m, "content": ...}``) and it
-#: is recounted too. 32 deep comparisons cost about 3 us a call.
+#: is recounted too. A change of ``cache_control`` markers only is not a rewrite.
 INPLACE_CHECK = 32
 
 
@@ -876,6 +879,30 @@ def _snapshot(value: Any) -> Any:
     if isinstance(value, list):
         return [_snapshot(v) for v in value]
     return value
+
+
+def _without_cache_control(value: Any) -> Any:
+    """``value`` with every ``cache_control`` key left out (dicts and lists rebuilt)."""
+    if isinstance(value, dict):
+        return {k: _without_cache_control(v) for k, v in value.items() if k != "cache_control"}
+    if isinstance(value, list):
+        return [_without_cache_control(v) for v in value]
+    return value
+
+
+def _tail_unchanged(window: Sequence[Mapping[str, Any]], copies: list[Any]) -> bool:
+    """Whether each message of ``window`` still has the content of its copy. A message
+    whose only change is a ``cache_control`` marker counts as unchanged (its copy is
+    refreshed): agents move the prompt-cache breakpoint onto the newest message in place
+    on every call, and the marker is no content (it counts no tokens)."""
+    if list(window) == copies:               # C-speed, the common case
+        return True
+    for j, (m, c) in enumerate(zip(window, copies)):
+        if m != c:
+            if _without_cache_control(m) != _without_cache_control(c):
+                return False
+            copies[j] = _snapshot(m)
+    return True
 
 
 def _tail_copy(msgs: Sequence[Mapping[str, Any]]) -> list[Any]:
