@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator
 
 from compactor._compactor import CompactionResult, MessageCompactor
 from compactor._errors import ConfigError
-from compactor._format import Format, strip_metadata
+from compactor._format import Format, strip_metadata, with_stream_usage
 from compactor._optional import require
 
 from ._calibration import CalibrationState, Calibrator, call_window
@@ -77,18 +77,6 @@ def _given(value: Any) -> bool:
 
 def _tools(value: Any) -> list[Any] | None:
     return [_plain(t) for t in value] if _history(value) else None
-
-
-def _with_usage_option(kwargs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """``kwargs`` of a streamed chat call with ``stream_options.include_usage`` set to True
-    when the caller did not set it (their other stream options kept), and whether it was
-    added."""
-    so = kwargs.get("stream_options")
-    if isinstance(so, Mapping):
-        if "include_usage" in so:
-            return kwargs, False
-        return {**kwargs, "stream_options": {**so, "include_usage": True}}, True
-    return {**kwargs, "stream_options": {"include_usage": True}}, True
 
 
 def chat_input_tokens(usage: Any) -> int:
@@ -250,7 +238,7 @@ class _Call:
     def forward(self) -> dict[str, Any]:
         """The keyword arguments to forward (a streamed chat call asks for the usage)."""
         if self.chat and self.streamed:
-            self.kwargs, self.added_usage = _with_usage_option(self.kwargs)
+            self.kwargs, self.added_usage = with_stream_usage(self.kwargs)
         return self.kwargs
 
     def finish(self, got: Any, tap: Callable[[Any, Callable[[Any], bool]], Any]) -> Any:

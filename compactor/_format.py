@@ -348,3 +348,18 @@ def messages_view(items: Sequence[Message]) -> list[dict[str, Any]]:
         else:
             out.append({"role": "assistant", "content": []})
     return out
+
+
+def with_stream_usage(call: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """A streamed chat call (SDK keyword arguments or a request body) asking for its usage:
+    ``stream_options.include_usage`` set to True when the caller did not set it (their other
+    stream options kept), and whether it was added. Without it OpenAI streams no usage at
+    all (API reference, ``stream_options``). A ``stream_options`` that is not an object is
+    left for the provider to reject."""
+    so = call.get("stream_options")
+    if so is None:
+        return {**call, "stream_options": {"include_usage": True}}, True
+    if not isinstance(so, Mapping) or "include_usage" in so:
+        return dict(call), False
+    return {**call, "stream_options": {**so, "include_usage": True}}, True
+

@@ -48,14 +48,15 @@ import httpx
 
 from .._compactor import MessageCompactor
 from .._errors import ConfigError
-from .._format import Format, strip_metadata
+from .._format import Format, strip_metadata, with_stream_usage
 from .._optional import require
 from .._redact import redact
 from .._sink import LedgerSink, NullSink
 from ._identity import TOKEN_HEADER, agent_for, session_id_for
 from ._sinks import QueuedSink
 from ._summarizer import ANTHROPIC_COPY, Caller, UpstreamSummarizer, caller_context
-from ._wire import UsageScanner, client_headers, error_body, upstream_headers
+from ._wire import (UsageScanner, client_headers, error_body, is_usage_only_event,
+                    sse_events, upstream_headers)
 
 log = logging.getLogger("compactor.proxy")
 
@@ -377,8 +378,9 @@ class Proxy:
                    else _parse(body))
         if obj is not None:
             headers = {k.lower(): v for k, v in request.headers.items()}
-            out = await self._compact(obj, headers, fmt, upstream,
-                                      add_usage=fmt is Format.OPENAI and _lacks_usage_option(obj))
+            add_usage = fmt is Format.OPENAI and obj.get("stream") is True \
+                and with_stream_usage(obj)[1]
+            out = await self._compact(obj, headers, fmt, upstream, add_usage=add_usage)
             if not isinstance(out, tuple):
                 return out          # refused (hard budget)
             new, track = out
@@ -454,7 +456,7 @@ class Proxy:
                 out = mark_summary(out, obj)
             new["messages"] = out
         if add_usage:
-            new["stream_options"] = {**(obj.get("stream_options") or {}), "include_usage": True}
+            new = with_stream_usage(new)[0]
         data = (await asyncio.to_thread(_encode, new) if r.tokens_after > OFF_LOOP_TOKENS
                 else _encode(new))
         return data, (st, inv, add_usage)
@@ -539,26 +541,6 @@ class Proxy:
             inv.record_usage(scanner.input_tokens, scanner.output_tokens)
 
 
-def _lacks_usage_option(obj: Mapping[str, Any]) -> bool:
-    """A streamed chat call whose ``stream_options`` (absent, or an object) do not say
-    ``include_usage``."""
-    so = obj.get("stream_options")
-    return obj.get("stream") is True and (so is None or (isinstance(so, dict)
-                                                         and "include_usage" not in so))
-
-
-def _usage_only_event(event: bytes) -> bool:
-    """Whether an SSE event (without its blank line) is OpenAI's usage chunk: ``data:``
-    a JSON object with ``choices: []`` and a ``usage`` object."""
-    if not event.startswith(b"data:") or b'"usage"' not in event:
-        return False
-    try:
-        obj = json.loads(event[5:])
-    except ValueError:
-        return False
-    return isinstance(obj, dict) and obj.get("choices") == [] and isinstance(obj.get("usage"), dict)
-
-
 def _parse(body: bytes) -> dict[str, Any] | None:
     """The request as a dict when it is JSON with a non-empty ``messages`` list."""
     try:
@@ -618,9 +600,8 @@ def _relay_class() -> Any:
             self.scanner = UsageScanner(resp.headers.get("content-type", ""),
                                         resp.headers.get("content-encoding", ""))
             # the usage chunk asked for on the client's behalf is read, not relayed
-            self.hide_usage = bool(track is not None and track[2]) \
-                and resp.headers.get("content-type", "").startswith("text/event-stream") \
-                and resp.headers.get("content-encoding", "identity").lower() == "identity"
+            self.hide_usage = bool(track is not None and track[2]) and self.scanner.sse \
+                and self.scanner.plain
             if self.hide_usage:
                 self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
             self._pending = bytearray()
@@ -631,13 +612,7 @@ def _relay_class() -> Any:
             if not self.hide_usage:
                 return chunk
             self._pending += chunk
-            out = bytearray()
-            while (end := self._pending.find(b"\n\n")) >= 0:
-                event = bytes(self._pending[:end])
-                del self._pending[:end + 2]
-                if not _usage_only_event(event):
-                    out += event + b"\n\n"
-            return bytes(out)
+            return b"".join(e for e in sse_events(self._pending) if not is_usage_only_event(e))
 
         async def stream_response(self, send: Any) -> None:
             stats = self.proxy.stats

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from typing import Any, Iterable, Mapping
 
@@ -86,6 +87,36 @@ def usage_numbers(usage: Any) -> tuple[int, int]:
             + n("cache_read_input_tokens")), n("output_tokens")
 
 
+#: The blank line ending a server-sent event: LF LF, CRLF CRLF or CR CR (WHATWG HTML,
+#: "Server-sent events", event stream interpretation).
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+
+
+def sse_events(buf: bytearray) -> list[bytes]:
+    """The complete events at the start of ``buf``, each with the blank line that ends it
+    (so joined they are the bytes read), removed from it; a partial event stays in ``buf``."""
+    out = []
+    pos = 0
+    while (m := _EVENT_END.search(buf, pos)) is not None:
+        out.append(bytes(buf[pos:m.end()]))
+        pos = m.end()
+    del buf[:pos]
+    return out
+
+
+def is_usage_only_event(event: bytes) -> bool:
+    """Whether an SSE event is OpenAI's usage chunk of a streamed chat completion: ``data:``
+    a JSON object with ``choices: []`` and a ``usage`` object (sent only when the request
+    set ``stream_options.include_usage``)."""
+    if not event.startswith(b"data:") or b'"usage"' not in event:
+        return False
+    try:
+        obj = json.loads(event[5:])
+    except ValueError:
+        return False
+    return isinstance(obj, dict) and obj.get("choices") == [] and isinstance(obj.get("usage"), dict)
+
+
 class UsageScanner:
     """Finds the provider's ``usage`` in a response as it is relayed, chunk by chunk.
 
@@ -104,6 +135,8 @@ class UsageScanner:
         self.sse = content_type.startswith("text/event-stream")
         self.json = "json" in content_type
         enc = content_encoding.strip().lower()
+        #: the body is not content-encoded (its bytes are the events themselves)
+        self.plain = enc in ("", "identity")
         self._zip: Any = None
         self.active = (self.sse or self.json) and enc in ("", "identity", "gzip", "deflate")
         if enc == "gzip":
@@ -129,12 +162,7 @@ class UsageScanner:
             if len(self._buf) > MAX_SCAN_BYTES:
                 self.active = False
             return
-        while True:
-            end = self._buf.find(b"\n\n")
-            if end < 0:
-                return
-            event = bytes(self._buf[:end])
-            del self._buf[:end + 2]
+        for event in sse_events(self._buf):
             self._event(event)
 
     def close(self) -> None:
@@ -179,4 +207,5 @@ class UsageScanner:
 
 
 __all__ = ["HOP_BY_HOP", "MAX_SCAN_BYTES", "OWN_PREFIX", "UsageScanner", "client_headers",
-           "error_body", "upstream_headers", "usage_numbers"]
+           "error_body", "is_usage_only_event", "sse_events", "upstream_headers",
+           "usage_numbers"]

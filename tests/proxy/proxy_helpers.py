@@ -170,3 +170,21 @@ def served(upstream: str, *, compactor: Any = None, sink: Any = None, **settings
         yield server
     finally:
         server.stop()
+
+
+def settled_totals(proxy: Any, deadline_s: float = 5.0) -> dict[str, Any]:
+    """The proxy's status totals once the last relayed answer has been accounted for (the
+    relay records usage after its last byte went out, so a client can finish reading
+    first): polled until they stop changing for 0.1 s, at most ``deadline_s`` seconds."""
+    import time
+
+    end = time.monotonic() + deadline_s
+    last = proxy.status()["totals"]
+    while time.monotonic() < end:
+        time.sleep(0.1)
+        now = proxy.status()["totals"]
+        if now == last and now["input_tokens"]:
+            return now
+        last = now
+    return last
+

@@ -10,7 +10,7 @@ import pytest
 
 from compactor.testing import CHAT_PATH, LoopbackServer
 
-from proxy_helpers import served
+from proxy_helpers import served, settled_totals
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,7 +35,7 @@ def test_streamed_usage_is_counted_and_shown_only_when_asked(asked: bool) -> Non
             kw = {"stream_options": {"include_usage": True}} if asked else {}
             chunks = list(c.chat.completions.create(model="gpt-4o", messages=MESSAGES,
                                                     stream=True, **kw))
-            totals = proxy.proxy.status()["totals"]
+            totals = settled_totals(proxy.proxy)
         sent = up.requests_to(CHAT_PATH)[-1].json
         assert up.violations == []
     assert sent["stream_options"] == {"include_usage": True}
