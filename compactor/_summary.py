@@ -195,6 +195,13 @@ def must_keep_items(messages: Sequence[Mapping[str, Any]], previous_summary: str
         items.extend(it.text for it in parse(previous_summary).artifacts)
         items.extend(extract_facts(previous_summary, prose=False))
     for m in messages:
+        if m.get("role") == "tool":    # a chat tool message: tool output, read once below
+            if isinstance(m.get("content"), str):
+                items.extend(extract_facts(m["content"], prose=False))
+            else:
+                items.extend(extract_facts("\n".join(str(b.get("text", "")) for b in blocks(m)),
+                                           prose=False))
+            continue
         for b in blocks(m):
             t = b.get("type")
             if t == "text":
@@ -207,8 +214,6 @@ def must_keep_items(messages: Sequence[Mapping[str, Any]], previous_summary: str
         for c in m.get("tool_calls") or []:
             items.extend(extract_facts(str((c.get("function") or {}).get("arguments", "")),
                                        prose=False))
-        if m.get("role") == "tool" and isinstance(m.get("content"), str):
-            items.extend(extract_facts(m["content"], prose=False))
     drop = {" ".join(x.lower().split()) for x in superseded}
     return [it for it in dict.fromkeys(items) if " ".join(it.lower().split()) not in drop]
 
