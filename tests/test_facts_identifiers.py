@@ -59,11 +59,16 @@ def test_ordinary_words_are_not_identifiers(text: str) -> None:
     assert extract_facts(text) == []
 
 
-def test_tool_output_keeps_only_strong_identifiers() -> None:
-    """In tool output, JSON keys, lower-case snake_case values and capitalised codes are
-    skipped; ids with digits are kept."""
+def test_tool_output_keeps_identifiers_not_keys_names_or_codes() -> None:
+    """In tool output, JSON keys, capitalised codes, names and small numbers are skipped;
+    ids with digits, snake_case values and code identifiers (a function, a dotted call, a
+    class) are kept."""
     out = '{"flight_number": "HAT001", "cabin": "basic_economy", "origin": "JFK", "pay": "credit_card_7815826"}'
-    assert extract_facts(out, prose=False) == ["HAT001", "credit_card_7815826"]
+    assert extract_facts(out, prose=False) == ["HAT001", "basic_economy", "credit_card_7815826"]
+    code = ('    def build_lookup(self, lookups):\n        return self.get_paginator(qs)  # Mia Li, 42\n'
+            'class DictionarySerializer(Base):')
+    assert extract_facts(code, prose=False) == ["build_lookup", "self.get_paginator",
+                                                "DictionarySerializer"]
 
 
 def test_plumbing_ids_are_not_facts() -> None:
