@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._format import (Format, blocks, calls_answered, calls_opened, is_pinned, is_summary,
-                      leading_system_count, role_of)
+                      item_type, leading_system_count, role_of)
 
 PinPredicate = Callable[[int, Mapping[str, Any]], bool]
 
@@ -120,7 +120,7 @@ def _responses_units(items: Sequence[Mapping[str, Any]], i: int,
     reach = _reference_reach(items, i)
     while i < n:
         end, has_calls = _responses_unit_end(items, i)
-        last = max((reach.get(k, -1) for k in range(i, end)), default=-1)
+        last = max((reach.get(k, -1) for k in range(i, end)), default=-1) if reach else -1
         while end <= last:               # a reference moves with the outputs it may answer
             end, _ = _responses_unit_end(items, end)
             has_calls = True
@@ -160,6 +160,8 @@ def _reference_reach(items: Sequence[Mapping[str, Any]], i: int) -> dict[int, in
     item of the round opened -- an output the reference may stand for the call of (the
     validator accepts it). References with no such output after them are left out."""
     reach: dict[int, int] = {}
+    if not any(item_type(items[k]) == "item_reference" for k in range(i, len(items))):
+        return reach
     refs: list[int] = []
     opened: set[str] = set()
     last = -1
@@ -171,11 +173,11 @@ def _reference_reach(items: Sequence[Mapping[str, Any]], i: int) -> dict[int, in
 
     for k in range(i, len(items)):
         m = items[k]
-        if m.get("type", "message") == "message":
+        if item_type(m) == "message":
             close()
             refs, opened, last = [], set(), -1
             continue
-        if m.get("type") == "item_reference":
+        if item_type(m) == "item_reference":
             refs.append(k)
         opened.update(calls_opened(m, Format.RESPONSES))
         if refs and any(c not in opened for c in calls_answered(m, Format.RESPONSES)):
